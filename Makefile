@@ -1,0 +1,55 @@
+# NeonPro Records — the two set-up commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/neonpro
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test qa lint format mypy services bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+# The embedded default: SQLite, local master key file, eager tasks, in-memory channels.
+run: $(STAMP)
+	$(BIN)/python manage.py keys create-master --if-missing
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py keys init
+	$(BIN)/python manage.py collectstatic --noinput -v 0
+	$(BIN)/python manage.py demo seed
+	$(BIN)/python manage.py serve --host 127.0.0.1 --port 8443
+
+# Start PostgreSQL and Redis when they are not already running (CI machines start them).
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+	@for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
+
+test: $(STAMP) services
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+mypy: $(STAMP)
+	$(BIN)/mypy keys certificates
+
+qa: lint mypy test
+
+bench: $(STAMP) services
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python bench/fields.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

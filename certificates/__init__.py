@@ -1,0 +1,1 @@
+"""Certificate inventory and lifecycle. This issue ships the development certificate."""

@@ -1,0 +1,43 @@
+"""Read-only key inventory in the Django admin: metadata only, never key material."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils import timezone
+
+from keys.models import DataKey
+
+
+@admin.register(DataKey)
+class DataKeyAdmin(admin.ModelAdmin):
+    list_display = ("id", "purpose", "status", "algorithm", "wrapping_key_id", "provider", "created_at", "age_days")
+    list_filter = ("purpose", "status", "provider")
+    fields = (
+        "id",
+        "purpose",
+        "status",
+        "algorithm",
+        "provider",
+        "wrapping_key_id",
+        "created_at",
+        "activated_at",
+        "retired_at",
+        "destroyed_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Age (days)")
+    def age_days(self, obj: DataKey) -> int:
+        return (timezone.now() - obj.created_at).days
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,64 @@
+"""System checks: the server refuses to start without a usable master key.
+
+``keys.E001``: the provider cannot be built (no key, malformed key, key file readable by
+others, HSM unreachable). ``keys.E002`` (only when checks run with database access, as
+``migrate`` and ``serve`` do): stored data keys were wrapped by a master key the provider
+does not hold — the configured master key is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+from django.db import DatabaseError, connections, router
+
+from keys.exceptions import KeysError
+
+HINT = (
+    "Set NEONPRO_MASTER_KEY (base64 of 32 random bytes) or NEONPRO_MASTER_KEY_FILE (a 0600 file), or "
+    "run `python manage.py keys create-master` on a new installation. `python manage.py keys verify` "
+    "explains the failure in detail."
+)
+
+
+@checks.register("keys")
+def check_master_key(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from keys.providers import get_provider, reset_provider
+
+    reset_provider()
+    try:
+        provider = get_provider()
+        provider.health()
+    except KeysError as exc:
+        return [checks.Error(f"The master key is not usable: {exc}", hint=HINT, id="keys.E001")]
+    if not databases:
+        return []
+    return _check_wrapping_keys(provider, databases)
+
+
+def _check_wrapping_keys(provider: Any, databases: Any) -> list[checks.CheckMessage]:
+    from keys.models import DataKey
+
+    alias = router.db_for_read(DataKey)
+    if alias not in databases:
+        return []
+    held = {info.key_id for info in provider.list_keys()}
+    try:
+        if DataKey._meta.db_table not in connections[alias].introspection.table_names():
+            return []
+        used = set(DataKey.objects.using(alias).usable().values_list("wrapping_key_id", flat=True).distinct())
+    except DatabaseError:
+        return []
+    missing = sorted(used - held)
+    if not missing:
+        return []
+    return [
+        checks.Error(
+            f"Data keys are wrapped by master key(s) {', '.join(missing)}, which the configured "
+            f"{provider.name} provider does not hold (it holds {', '.join(sorted(held))}): the master key is "
+            "wrong or was replaced, and no encrypted value can be read.",
+            hint=HINT,
+            id="keys.E002",
+        )
+    ]

@@ -1,0 +1,55 @@
+"""The one crypto API the rest of NeonPro calls.
+
+``encrypt``/``decrypt`` produce and open envelope v1 values under the active data key of a
+purpose; ``blind_index`` computes keyed, deterministic search tokens. ``context`` is the
+associated data that binds a value to where it lives (for fields: ``app.model.field`` and
+the row's UUID); decrypting with a different context fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from keys import envelope
+from keys.keyring import keyring
+
+INDEX_SIZE = 16
+
+
+def _as_bytes(context: bytes | str) -> bytes:
+    return context.encode() if isinstance(context, str) else context
+
+
+def encrypt(plaintext: bytes, *, context: bytes | str, purpose: str = "field") -> bytes:
+    """Encrypt ``plaintext`` under the active data key for ``purpose``."""
+    key = keyring.active(purpose)
+    return envelope.seal(key.aead, key.header, plaintext, _as_bytes(context))
+
+
+def decrypt(token: bytes, *, context: bytes | str) -> bytes:
+    """Decrypt an envelope; raises a DecryptionError subclass on any failure."""
+    token = bytes(token)
+    key_id = envelope.read_key_id(token)
+    return envelope.open_sealed(keyring.aead(key_id), token, _as_bytes(context), key_id)
+
+
+def key_id_of(token: bytes) -> int:
+    """The data-key id an envelope was written under."""
+    return envelope.read_key_id(bytes(token))
+
+
+def blind_index(normalized: str, *, context: bytes | str) -> bytes:
+    """Index token of an already-normalised value under the active index key."""
+    key = keyring.index_keys()[0]
+    return _index_token(key.prefix, keyring.subkey(key, _as_bytes(context)), normalized)
+
+
+def blind_index_candidates(normalized: str, *, context: bytes | str) -> list[bytes]:
+    """Index tokens of a value under every index key still in use (for lookups mid-rotation)."""
+    label = _as_bytes(context)
+    return [_index_token(k.prefix, keyring.subkey(k, label), normalized) for k in keyring.index_keys()]
+
+
+def _index_token(prefix: bytes, subkey: bytes, normalized: str) -> bytes:
+    return prefix + hmac.digest(subkey, normalized.encode(), hashlib.sha256)[:INDEX_SIZE]

@@ -1,0 +1,510 @@
+"""Encrypted model fields.
+
+Guarantees:
+
+* A value is encrypted (envelope v1, AES-256-GCM) in ``pre_save`` — which ``save()`` and
+  ``bulk_create()`` both call — and decrypted lazily on first attribute access, so a request
+  pays only for the fields it reads. Nothing is encrypted or decrypted at import time.
+* The associated data binds each value to ``app_label.model.field`` and the row's UUID
+  primary key: a value copied to another row or column fails to decrypt.
+* ``None`` is stored as SQL NULL. Only ``isnull`` lookups work on ordinary encrypted
+  fields; searchable fields (``search=...``) also support ``exact`` and ``in`` through a
+  keyed, normalised blind index stored as the first 20 bytes of the same column (so a
+  B-tree index on the column answers the lookup with a prefix range scan).
+* Operations that cannot encrypt correctly raise ``FieldError`` saying what to do:
+  ``QuerySet.update()``/``bulk_update()`` with a plaintext value, ``values()`` and
+  ``values_list()`` that select an encrypted column, and any other lookup.
+
+Stored layout of a searchable value: index key id (4 bytes) ‖ HMAC-SHA256 truncated to 16
+bytes ‖ envelope. The index bytes are part of the envelope's associated data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from django.core import checks, exceptions
+from django.core.exceptions import FieldError
+from django.db import models
+from django.db.models.expressions import Col
+from django.db.models.lookups import IsNull, Lookup
+from django.db.models.signals import class_prepared
+from django.dispatch import receiver
+from django.utils import timezone
+
+from keys import crypto, envelope
+from keys.exceptions import AuthenticationError, DecryptionError, EncryptionError
+from keys.keyring import keyring
+from keys.normalizers import NORMALIZERS
+
+# Instance-dict key holding the primary key the row had when its ciphertexts were loaded.
+SEALED_PK = "_keys_sealed_pk"
+INDEX_PREFIX_SIZE = 4 + crypto.INDEX_SIZE
+_OVERHEAD = envelope.OVERHEAD
+_HEADER_SIZE = envelope.HEADER_SIZE
+_VERSION = envelope.VERSION
+_UUID = uuid.UUID
+
+
+def _pk_bytes(pk: Any) -> bytes:
+    if pk.__class__ is _UUID:
+        return pk.bytes
+    return uuid.UUID(str(pk)).bytes
+
+
+class EncryptedAttribute:
+    """Data descriptor: holds ciphertext as loaded, plaintext once read or assigned."""
+
+    __slots__ = ("attname", "field")
+
+    def __init__(self, field: EncryptedMixin) -> None:
+        self.field = field
+        self.attname = field.attname
+
+    def __get__(self, instance: models.Model | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        data = instance.__dict__
+        try:
+            value = data[self.attname]
+        except KeyError:
+            instance.refresh_from_db(fields=[self.attname])
+            value = data[self.attname]
+        if value.__class__ is bytes:
+            value = self.field.open_value(data, value)
+            data[self.attname] = value
+        return value
+
+    def __set__(self, instance: models.Model, value: Any) -> None:
+        data = instance.__dict__
+        data[self.attname] = value
+        if value.__class__ is bytes:
+            data[SEALED_PK] = data.get(self.field.pk_attname)
+
+
+class EncryptedMixin:
+    """Turns a Django field class into its encrypted twin (stored as ``bytea``/``BLOB``).
+
+    Subclasses define ``encode(value) -> bytes`` and ``decode(bytes) -> value``.
+    """
+
+    descriptor_class = EncryptedAttribute
+    encrypted = True
+
+    def __init__(self, *args: Any, search: str | None = None, context: str | None = None, **kwargs: Any) -> None:
+        if search is not None and search not in NORMALIZERS:
+            raise ValueError(f"search={search!r} is not a known normaliser: {', '.join(NORMALIZERS)}")
+        self.search = search
+        self.context = context
+        self._prefix = b""
+        self.label = ""
+        self.pk_attname = "id"
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        if search:
+            self.db_index = True
+
+    # -- model wiring ------------------------------------------------------------------
+    def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
+        super().contribute_to_class(cls, name, private_only=private_only)  # type: ignore[misc]
+        opts = cls._meta
+        self.label = self.context or f"{opts.app_label}.{opts.model_name}.{name}"
+        self._prefix = self.label.encode() + b"\x00"
+        if self.search:
+            self._normalize = NORMALIZERS[self.search]
+
+    def deconstruct(self) -> tuple[str, str, list[Any], dict[str, Any]]:
+        name, path, args, kwargs = super().deconstruct()  # type: ignore[misc]
+        if self.search:
+            kwargs["search"] = self.search
+            kwargs.pop("db_index", None)
+        if self.context:
+            kwargs["context"] = self.context
+        return name, path, args, kwargs
+
+    def get_internal_type(self) -> str:
+        return "BinaryField"
+
+    def db_type(self, connection: Any) -> str:
+        return str(connection.data_types["BinaryField"])
+
+    def get_db_converters(self, connection: Any) -> list[Any]:
+        return []
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        errors = list(super().check(**kwargs))  # type: ignore[misc]
+        for option in ("unique", "primary_key"):
+            if getattr(self, option, False):
+                errors.append(
+                    checks.Error(
+                        f"Encrypted fields cannot be {option}: ciphertexts of equal values differ.",
+                        hint="Use search=... for equality lookups and enforce uniqueness in a service.",
+                        obj=self,
+                        id="keys.E101",
+                    )
+                )
+        if getattr(self, "auto_now", False) or getattr(self, "auto_now_add", False):
+            errors.append(checks.Error("Encrypted date fields do not support auto_now.", obj=self, id="keys.E102"))
+        model = getattr(self, "model", None)
+        if model is not None and not isinstance(model._meta.pk, models.UUIDField):
+            errors.append(
+                checks.Error(
+                    "Models with encrypted fields need a UUID primary key (it is bound into each ciphertext).",
+                    hint="Declare id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False).",
+                    obj=self,
+                    id="keys.E103",
+                )
+            )
+        if self.search and not isinstance(self, models.CharField | models.TextField):
+            errors.append(checks.Error("search=... is only for text fields.", obj=self, id="keys.E104"))
+        return errors
+
+    # -- encryption --------------------------------------------------------------------
+    def encode(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, plaintext: bytes) -> Any:
+        raise NotImplementedError
+
+    def where(self, pk: Any) -> str:
+        return f"{self.label} of row {pk}"
+
+    def open_value(self, data: dict[str, Any], token: bytes, pk: Any = None) -> Any:
+        """Decrypt a stored value; ``data`` is the instance ``__dict__``."""
+        if pk is None:
+            pk = data.get(SEALED_PK) or data.get(self.pk_attname)
+        if pk is None:
+            raise DecryptionError("the row has no primary key to authenticate against", where=self.label)
+        context = self._prefix + _pk_bytes(pk)
+        if self.search:
+            context += token[:INDEX_PREFIX_SIZE]
+            token = token[INDEX_PREFIX_SIZE:]
+        if len(token) < _OVERHEAD or token[0] != _VERSION:
+            try:
+                envelope.read_key_id(token)
+            except DecryptionError as exc:
+                raise exc.at(self.where(pk)) from None
+        key_id = int.from_bytes(token[1:_HEADER_SIZE], "big")
+        try:
+            plaintext = keyring.aead(key_id).decrypt(token[_HEADER_SIZE:17], token[17:], token[:_HEADER_SIZE] + context)
+        except InvalidTag:
+            raise AuthenticationError(
+                "authentication failed: the value was altered, truncated, or moved from another row or column",
+                key_id=key_id,
+                where=self.where(pk),
+            ) from None
+        except DecryptionError as exc:
+            raise exc.at(self.where(pk)) from None
+        return self.decode(plaintext)
+
+    def seal_value(self, value: Any, pk: Any) -> bytes:
+        """Encrypt a plaintext value for the row whose primary key is ``pk``."""
+        plaintext = self.encode(value)
+        context = self._prefix + _pk_bytes(pk)
+        key = keyring.active("field")
+        if self.search:
+            prefix = self.index_token(value)
+            context += prefix
+            return prefix + envelope.seal(key.aead, key.header, plaintext, context)
+        return envelope.seal(key.aead, key.header, plaintext, context)
+
+    def normalize(self, value: Any) -> str:
+        if not isinstance(value, str):
+            value = str(value)
+        return self._normalize(value)  # type: ignore[no-any-return]
+
+    def index_token(self, value: Any) -> bytes:
+        return crypto.blind_index(self.normalize(value), context=self._prefix)
+
+    def index_candidates(self, value: Any) -> list[bytes]:
+        return crypto.blind_index_candidates(self.normalize(value), context=self._prefix)
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> bytes | None:
+        data = model_instance.__dict__
+        try:
+            value = data[self.attname]
+        except KeyError:
+            value = getattr(model_instance, self.attname)
+        if value is None:
+            return None
+        pk = data.get(self.pk_attname)
+        if pk is None:
+            raise EncryptionError(f"{self.label}: the row needs its UUID primary key before it is encrypted")
+        if value.__class__ is bytes:
+            sealed_pk = data.get(SEALED_PK)
+            if model_instance._state.adding and (sealed_pk is None or sealed_pk == pk):
+                raise TypeError(f"{self.label} takes a {self.python_type_name}, not bytes")
+            if sealed_pk == pk:
+                return value  # untouched since it was loaded for this very row
+            value = self.open_value(data, value, sealed_pk)
+            data[self.attname] = value
+        return self.seal_value(value, pk)
+
+    python_type_name = "value"
+
+    # -- what the ORM may and may not do with ciphertext --------------------------------
+    def get_db_prep_save(self, value: Any, connection: Any) -> Any:
+        if value is None or value.__class__ is bytes:
+            return value
+        raise FieldError(
+            f"{self.label} is encrypted, and each value is bound to its row: QuerySet.update() and "
+            "bulk_update() cannot encrypt it. Assign the attribute and call save() on each instance "
+            "(or save(update_fields=[...]))."
+        )
+
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
+        return self.get_db_prep_save(value, connection)
+
+    def get_placeholder(self, value: Any, compiler: Any, connection: Any) -> str:
+        # update(field=F(...)/Value(...)) and bulk_update() reach here with an expression,
+        # which would copy ciphertext between rows or write plaintext.
+        if hasattr(value, "resolve_expression"):
+            raise FieldError(
+                f"{self.label} is encrypted, and each value is bound to its row: it cannot be set from an "
+                "expression, QuerySet.update() or bulk_update(). Assign the attribute and call save()."
+            )
+        return "%s"
+
+    def select_format(self, compiler: Any, sql: str, params: Any) -> tuple[str, Any]:
+        if compiler.query.values_select:
+            raise FieldError(
+                f"{self.label} is encrypted: values()/values_list() would return ciphertext, because "
+                "decryption needs the row's primary key. Load instances instead, e.g. "
+                f".only('pk', '{self.name}'), and read the attribute."
+            )
+        return sql, params
+
+    def get_lookup(self, lookup_name: str) -> type[Lookup] | None:
+        if lookup_name == "isnull":
+            return IsNull
+        if self.search and lookup_name in _BLIND_LOOKUPS:
+            return _BLIND_LOOKUPS[lookup_name]
+        what = "exact, in and isnull" if self.search else "isnull"
+        raise FieldError(
+            f"Unsupported lookup '{lookup_name}' on {self.label}: the field is encrypted, so only {what} "
+            "lookups work on it."
+        )
+
+    def get_transform(self, lookup_name: str) -> None:
+        raise FieldError(f"{self.label} is encrypted: transforms such as '{lookup_name}' cannot run on ciphertext.")
+
+
+# -- lookups for searchable fields ------------------------------------------------------
+
+
+class _BlindLookup(Lookup):
+    prepare_rhs = False
+    can_use_none_as_rhs = False
+
+    def get_prep_lookup(self) -> Any:
+        if hasattr(self.rhs, "resolve_expression"):
+            raise FieldError(
+                f"{self.lhs.output_field.label} is encrypted: it can only be compared with literal values, "
+                "not expressions or subqueries."
+            )
+        return self.rhs
+
+    def values(self) -> list[Any]:
+        raise NotImplementedError
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        if not isinstance(self.lhs, Col):
+            raise FieldError("blind-index lookups only work directly on the encrypted column")
+        field = self.lhs.output_field
+        lhs_sql, lhs_params = compiler.compile(self.lhs)
+        clauses: list[str] = []
+        params: list[Any] = []
+        for value in self.values():
+            for token in field.index_candidates(value):
+                upper = _successor(token)
+                if upper is None:
+                    clauses.append(f"{lhs_sql} >= %s")
+                    params.extend([*lhs_params, token])
+                else:
+                    clauses.append(f"({lhs_sql} >= %s AND {lhs_sql} < %s)")
+                    params.extend([*lhs_params, token, *lhs_params, upper])
+        if not clauses:
+            from django.core.exceptions import EmptyResultSet
+
+            raise EmptyResultSet
+        sql = clauses[0] if len(clauses) == 1 else "(" + " OR ".join(clauses) + ")"
+        return sql, params
+
+
+class BlindExact(_BlindLookup):
+    lookup_name = "exact"
+
+    def values(self) -> list[Any]:
+        return [self.rhs]
+
+
+class BlindIn(_BlindLookup):
+    lookup_name = "in"
+
+    def values(self) -> list[Any]:
+        try:
+            values = list(dict.fromkeys(v for v in self.rhs if v is not None))
+        except TypeError:
+            raise FieldError("__in on an encrypted field takes an iterable of values") from None
+        return values
+
+
+_BLIND_LOOKUPS: dict[str, type[Lookup]] = {"exact": BlindExact, "in": BlindIn}
+
+
+def _successor(token: bytes) -> bytes | None:
+    """The smallest byte string greater than every string that starts with ``token``."""
+    n = int.from_bytes(token, "big") + 1
+    if n >> (8 * len(token)):
+        return None
+    return n.to_bytes(len(token), "big")
+
+
+# -- concrete field types ---------------------------------------------------------------
+
+
+def _validation(field: EncryptedMixin, message: str) -> exceptions.ValidationError:
+    return exceptions.ValidationError(f"{field.label}: {message}", code="invalid")
+
+
+class EncryptedTextField(EncryptedMixin, models.TextField):  # type: ignore[misc]
+    python_type_name = "str"
+
+    def encode(self, value: Any) -> bytes:
+        if value.__class__ is not str:
+            value = self.to_python(value)
+        try:
+            return value.encode()  # type: ignore[no-any-return]
+        except UnicodeEncodeError:
+            raise _validation(self, "contains characters that cannot be encoded as UTF-8") from None
+
+    def decode(self, plaintext: bytes) -> str:
+        return plaintext.decode()
+
+
+class EncryptedCharField(EncryptedMixin, models.CharField):  # type: ignore[misc]
+    python_type_name = "str"
+
+    def encode(self, value: Any) -> bytes:
+        if value.__class__ is not str:
+            value = self.to_python(value)
+        if self.max_length is not None and len(value) > self.max_length:
+            raise _validation(self, f"value has {len(value)} characters; at most {self.max_length} are allowed")
+        try:
+            return value.encode()  # type: ignore[no-any-return]
+        except UnicodeEncodeError:
+            raise _validation(self, "contains characters that cannot be encoded as UTF-8") from None
+
+    def decode(self, plaintext: bytes) -> str:
+        return plaintext.decode()
+
+
+class EncryptedDateField(EncryptedMixin, models.DateField):  # type: ignore[misc]
+    python_type_name = "date"
+
+    def encode(self, value: Any) -> bytes:
+        if value.__class__ is not dt.date:
+            value = self.to_python(value)
+        return value.isoformat().encode()  # type: ignore[no-any-return]
+
+    def decode(self, plaintext: bytes) -> dt.date:
+        return dt.date.fromisoformat(plaintext.decode())
+
+
+class EncryptedDateTimeField(EncryptedMixin, models.DateTimeField):  # type: ignore[misc]
+    python_type_name = "datetime"
+
+    def encode(self, value: Any) -> bytes:
+        value = self.get_prep_value(value)
+        if timezone.is_aware(value):
+            value = value.astimezone(dt.UTC)
+        return value.isoformat().encode()  # type: ignore[no-any-return]
+
+    def decode(self, plaintext: bytes) -> dt.datetime:
+        return dt.datetime.fromisoformat(plaintext.decode())
+
+
+class EncryptedIntegerField(EncryptedMixin, models.IntegerField):  # type: ignore[misc]
+    python_type_name = "int"
+
+    @property
+    def validators(self) -> list[Any]:  # type: ignore[override]
+        # The column is bytea, so the database imposes no integer range.
+        return [*self.default_validators, *self._validators]
+
+    def encode(self, value: Any) -> bytes:
+        if value.__class__ is not int:
+            value = self.to_python(value)
+        return str(value).encode()
+
+    def decode(self, plaintext: bytes) -> int:
+        return int(plaintext)
+
+
+class EncryptedDecimalField(EncryptedMixin, models.DecimalField):  # type: ignore[misc]
+    python_type_name = "Decimal"
+
+    def encode(self, value: Any) -> bytes:
+        value = self.to_python(value)
+        if not value.is_finite():
+            raise _validation(self, "must be a finite number")
+        return str(value).encode()
+
+    def decode(self, plaintext: bytes) -> Decimal:
+        return Decimal(plaintext.decode())
+
+
+class EncryptedBooleanField(EncryptedMixin, models.BooleanField):  # type: ignore[misc]
+    python_type_name = "bool"
+
+    def encode(self, value: Any) -> bytes:
+        return b"1" if self.to_python(value) else b"0"
+
+    def decode(self, plaintext: bytes) -> bool:
+        return plaintext == b"1"
+
+
+class EncryptedJSONField(EncryptedMixin, models.JSONField):  # type: ignore[misc]
+    python_type_name = "JSON value"
+
+    def encode(self, value: Any) -> bytes:
+        try:
+            text = json.dumps(value, cls=self.encoder, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise _validation(self, f"is not JSON serialisable ({type(exc).__name__})") from None
+        return text.encode()
+
+    def decode(self, plaintext: bytes) -> Any:
+        return json.loads(plaintext, cls=self.decoder)
+
+
+ENCRYPTED_FIELD_TYPES = (
+    EncryptedTextField,
+    EncryptedCharField,
+    EncryptedDateField,
+    EncryptedDateTimeField,
+    EncryptedIntegerField,
+    EncryptedDecimalField,
+    EncryptedBooleanField,
+    EncryptedJSONField,
+)
+
+
+def encrypted_fields(model: type[models.Model]) -> list[EncryptedMixin]:
+    """Every encrypted field of ``model`` (the field registry re-encryption walks)."""
+    return [f for f in model._meta.concrete_fields if isinstance(f, EncryptedMixin)]
+
+
+@receiver(class_prepared)
+def _bind_primary_key(sender: type[models.Model], **kwargs: Any) -> None:
+    """Tell each encrypted field where its row's primary key lives (known once the class is)."""
+    pk = sender._meta.pk
+    if pk is None:
+        return
+    for field in sender._meta.concrete_fields:
+        if isinstance(field, EncryptedMixin):
+            field.pk_attname = pk.attname

@@ -1,0 +1,159 @@
+"""Use cases of the key inventory: create, initialise, list and verify data keys.
+
+Every function documents what it raises; none returns or logs key material.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from keys import crypto
+from keys.conf import keys_settings
+from keys.exceptions import KeysError
+from keys.keyring import _unwrap, keyring
+from keys.models import DataKey
+from keys.providers import get_provider, reset_provider
+from keys.providers.local import generate_master_key, write_key_file
+
+
+def create_data_key(purpose: str, *, activate: bool = True) -> DataKey:
+    """Create a random 256-bit data key, stored only wrapped by the current master key.
+
+    Raises IntegrityError when ``activate`` and the purpose already has an active key,
+    ProviderError when the master key cannot wrap.
+    """
+    provider = get_provider()
+    now = timezone.now()
+    status = DataKey.Status.ACTIVE if activate else DataKey.Status.DECRYPT_ONLY
+    with transaction.atomic():
+        datakey = DataKey.objects.create(
+            purpose=purpose,
+            algorithm=DataKey.ALGORITHMS[DataKey.Purpose(purpose)],
+            status=status,
+            wrapped_key=b"",
+            wrapping_key_id=provider.current_key_id,
+            provider=provider.name,
+            activated_at=now if activate else None,
+        )
+        secret = bytearray(os.urandom(32))
+        try:
+            wrapped = provider.wrap_key(bytes(secret), context=datakey.wrap_context())
+        finally:
+            secret[:] = bytes(32)
+        datakey.wrapped_key = wrapped.blob
+        datakey.wrapping_key_id = wrapped.key_id
+        datakey.save(update_fields=["wrapped_key", "wrapping_key_id"])
+    return datakey
+
+
+def init_keys() -> list[DataKey]:
+    """Make sure every purpose has an active data key; return the keys created."""
+    created = []
+    for purpose in DataKey.Purpose.values:
+        if not DataKey.objects.active(purpose).exists():
+            created.append(create_data_key(purpose))
+    keyring.clear()
+    return created
+
+
+def create_master_key_file(path: Path | None = None) -> Path:
+    """Write a new local master key to ``path`` (default: the configured key file), 0600.
+
+    Raises KeysError when the file already exists (it is never overwritten).
+    """
+    target = path or keys_settings.MASTER_KEY_FILE
+    if target.exists():
+        raise KeysError(f"{target} already exists; refusing to overwrite a master key")
+    write_key_file(target, generate_master_key())
+    reset_provider()
+    keyring.clear()
+    return target
+
+
+@dataclass
+class KeyRow:
+    id: int
+    purpose: str
+    status: str
+    algorithm: str
+    wrapping_key_id: str
+    created_at: dt.datetime
+    age_days: int
+
+
+def key_inventory(now: dt.datetime | None = None) -> list[KeyRow]:
+    now = now or timezone.now()
+    return [
+        KeyRow(
+            id=k.pk,
+            purpose=k.purpose,
+            status=k.status,
+            algorithm=k.algorithm,
+            wrapping_key_id=k.wrapping_key_id,
+            created_at=k.created_at,
+            age_days=(now - k.created_at).days,
+        )
+        for k in DataKey.objects.order_by("purpose", "-id")
+    ]
+
+
+@dataclass
+class VerifyReport:
+    checked: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def verify_keys() -> VerifyReport:
+    """Unwrap every non-destroyed data key and round-trip a value per purpose.
+
+    Never raises for a key failure: each one is a line in ``report.failures``.
+    """
+    report = VerifyReport()
+    try:
+        provider = get_provider()
+        provider.health()
+    except KeysError as exc:
+        report.failures.append(f"master key provider: {exc}")
+        return report
+    keyring.clear()
+    for datakey in DataKey.objects.usable().order_by("id"):
+        try:
+            _unwrap(datakey)
+            report.checked.append(f"data key {datakey.pk} ({datakey.purpose}, {datakey.status}): unwraps")
+        except KeysError as exc:
+            report.failures.append(str(exc))
+    if report.failures:
+        return report
+    for purpose in DataKey.Purpose.values:
+        if not DataKey.objects.active(purpose).exists():
+            report.checked.append(f"{purpose}: no active key yet (created on first use)")
+            continue
+        try:
+            _round_trip(purpose)
+            report.checked.append(f"{purpose}: round trip ok")
+        except KeysError as exc:
+            report.failures.append(f"{purpose}: round trip failed: {exc}")
+    return report
+
+
+def _round_trip(purpose: str) -> None:
+    probe = os.urandom(24)
+    context = b"neonpro.keys.verify\x00" + purpose.encode()
+    if purpose == DataKey.Purpose.INDEX:
+        token = crypto.blind_index(probe.hex(), context=context)
+        if token != crypto.blind_index(probe.hex(), context=context):
+            raise KeysError("blind index is not deterministic")
+        return
+    token = crypto.encrypt(probe, context=context, purpose=purpose)
+    if crypto.decrypt(token, context=context) != probe:
+        raise KeysError("decrypted value differs from the original")

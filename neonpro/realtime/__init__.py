@@ -1,0 +1,1 @@
+"""Channels routing and consumers (WSS only, authenticated, origin-checked)."""

@@ -1,0 +1,45 @@
+"""``manage.py serve``: the ASGI app over HTTPS (TLS 1.3 only) with uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from certificates.devcert import ensure_dev_certificate
+from neonpro.security.tls import server_context
+
+
+class Command(BaseCommand):
+    help = "Serve NeonPro over HTTPS with TLS 1.3 only."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8443)
+
+    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
+        import uvicorn
+
+        self.check(databases=["default"])
+        if settings.NEONPRO_TLS_CERT and settings.NEONPRO_TLS_KEY:
+            cert, key = Path(settings.NEONPRO_TLS_CERT), Path(settings.NEONPRO_TLS_KEY)
+        else:
+            cert, key = ensure_dev_certificate(Path(settings.NEONPRO_TLS_DIR))
+        config = uvicorn.Config(
+            "neonpro.asgi:application",
+            host=host,
+            port=port,
+            ssl_certfile=str(cert),
+            ssl_keyfile=str(key),
+            proxy_headers=False,
+            server_header=False,
+            lifespan="off",
+            log_level="info",
+        )
+        config.load()
+        config.ssl = server_context(cert, key)  # replace uvicorn's context: TLS 1.3 only
+        self.stdout.write(f"NeonPro on https://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/")
+        uvicorn.Server(config).run()

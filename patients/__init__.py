@@ -1,0 +1,1 @@
+"""Patients: identity and contact data, every PHI field encrypted by ``keys``."""

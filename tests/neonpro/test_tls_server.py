@@ -1,0 +1,221 @@
+"""The real `manage.py serve` listener: TLS 1.3 only, the dev certificate, and the security headers.
+
+One server process (embedded mode: SQLite, local master key file) is started for the module and
+spoken to with the stdlib `ssl`/`http.client`, the way a browser or agent would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+MANAGE = str(BASE_DIR / "manage.py")
+STARTUP_TIMEOUT = 60.0
+# Mozilla "modern": the TLS 1.3 suites, all AEAD.
+AEAD_SUITES = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+# Variables that would pull the subprocess out of the embedded default.
+_STRIPPED_ENV = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "NEONPRO_ENV",
+    "NEONPRO_MASTER_KEY",
+    "NEONPRO_MASTER_KEY_FILE",
+    "NEONPRO_TLS_DIR",
+    "NEONPRO_TLS_CERT",
+    "NEONPRO_TLS_KEY",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_SECRET_KEY_FILE",
+    "DJANGO_DEBUG",
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_SECURE_SSL_REDIRECT",
+    "DJANGO_BEHIND_PROXY",
+)
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    cert: Path
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _manage(*args: str, env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, MANAGE, *args], env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def _wait_until_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"serve did not listen on {port} within {STARTUP_TIMEOUT:.0f}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("neonpro-serve")
+    env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV}
+    env.update(
+        NEONPRO_DATA_DIR=str(data_dir),
+        DATABASE_URL=f"sqlite:///{data_dir / 'db.sqlite3'}",
+        DJANGO_SETTINGS_MODULE="neonpro.settings",
+        PYTHONUNBUFFERED="1",
+    )
+    _manage("keys", "create-master", "--if-missing", env=env)
+    _manage("migrate", "--noinput", env=env)
+    _manage("collectstatic", "--noinput", "-v", "0", env=env)
+    port = _free_port()
+    log = data_dir / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=BASE_DIR,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_listening(proc, port, log)
+        yield Server(port=port, cert=data_dir / "tls" / "dev-cert.pem", log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _client_context(server: Server) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(server.cert))
+
+
+def _get(server: Server, path: str) -> tuple[http.client.HTTPResponse, str]:
+    conn = http.client.HTTPSConnection("localhost", server.port, context=_client_context(server), timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def _cookie(response: http.client.HTTPResponse, name: str) -> tuple[str, dict[str, str]]:
+    """The value and attributes (lower-cased names) of the Set-Cookie header for ``name``."""
+    for header in response.headers.get_all("Set-Cookie") or []:
+        first, *attributes = (part.strip() for part in header.split(";"))
+        cookie_name, _, value = first.partition("=")
+        if cookie_name == name:
+            parsed = {}
+            for attribute in attributes:
+                key, _, attr_value = attribute.partition("=")
+                parsed[key.strip().lower()] = attr_value.strip()
+            return value, parsed
+    pytest.fail(f"no Set-Cookie for {name}: {response.headers.get_all('Set-Cookie')}")
+
+
+def test_tls13_handshake_uses_an_aead_suite(server: Server) -> None:
+    context = _client_context(server)
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.version() == "TLSv1.3"
+        suite, protocol, _bits = tls.cipher()
+        assert protocol == "TLSv1.3"
+        assert suite in AEAD_SUITES
+
+
+def test_tls12_client_is_refused(server: Server) -> None:
+    context = _client_context(server)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, pytest.raises(ssl.SSLError):
+        context.wrap_socket(raw, server_hostname="localhost")
+
+
+def test_served_certificate_is_ecdsa_p256_for_localhost_and_short_lived(server: Server) -> None:
+    context = _client_context(server)
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    cert = x509.load_der_x509_certificate(der)
+    public_key = cert.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    assert isinstance(public_key.curve, ec.SECP256R1)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in san.get_values_for_type(x509.DNSName)
+    # Mozilla's "maximum certificate lifespan" counts whole days (as sslyze does).
+    lifespan = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert lifespan.days <= 90
+    assert cert.not_valid_after_utc - dt.datetime.now(dt.UTC) <= dt.timedelta(days=90)
+
+
+def test_login_page_over_tls_carries_security_headers_and_host_cookie(server: Server) -> None:
+    response, body = _get(server, "/accounts/login/")
+
+    assert response.status == 200
+    assert "Sign in" in body
+    hsts = response.getheader("Strict-Transport-Security", "")
+    max_age = next(int(d.split("=", 1)[1]) for d in hsts.split(";") if d.strip().startswith("max-age="))
+    assert max_age >= 63072000
+    assert response.getheader("Content-Security-Policy")
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+    assert response.getheader("X-Frame-Options") == "DENY"
+    assert "no-store" in response.getheader("Cache-Control", "")
+    value, attributes = _cookie(response, "__Host-csrftoken")
+    assert value
+    assert "secure" in attributes
+    assert "httponly" in attributes
+    assert attributes.get("path") == "/"
+    assert "domain" not in attributes
+
+
+def test_admin_login_page_is_served(server: Server) -> None:
+    response, _body = _get(server, "/admin/login/")
+
+    assert response.status == 200
+
+
+def test_plain_http_to_the_tls_port_gets_no_page(server: Server) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", "/accounts/login/", headers={"Host": "localhost"})
+        status = conn.getresponse().status
+    except (http.client.HTTPException, OSError):
+        return  # the TLS listener drops a connection that does not start with a ClientHello
+    finally:
+        conn.close()
+    assert status != 200
