@@ -8,8 +8,7 @@ the row's UUID); decrypting with a different context fails.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from typing import Any
 
 from keys import envelope
 from keys.keyring import keyring
@@ -41,15 +40,17 @@ def key_id_of(token: bytes) -> int:
 
 def blind_index(normalized: str, *, context: bytes | str) -> bytes:
     """Index token of an already-normalised value under the active index key."""
-    key = keyring.index_keys()[0]
-    return _index_token(key.prefix, keyring.subkey(key, _as_bytes(context)), normalized)
+    prefix, mac = keyring.index_macs(_as_bytes(context))[0]
+    return index_token(prefix, mac, normalized)
 
 
 def blind_index_candidates(normalized: str, *, context: bytes | str) -> list[bytes]:
     """Index tokens of a value under every index key still in use (for lookups mid-rotation)."""
-    label = _as_bytes(context)
-    return [_index_token(k.prefix, keyring.subkey(k, label), normalized) for k in keyring.index_keys()]
+    return [index_token(prefix, mac, normalized) for prefix, mac in keyring.index_macs(_as_bytes(context))]
 
 
-def _index_token(prefix: bytes, subkey: bytes, normalized: str) -> bytes:
-    return prefix + hmac.digest(subkey, normalized.encode(), hashlib.sha256)[:INDEX_SIZE]
+def index_token(prefix: bytes, mac: Any, normalized: str) -> bytes:
+    """``prefix`` (the index key id) followed by the truncated HMAC of the normalised value."""
+    h = mac.copy()
+    h.update(normalized.encode())
+    return prefix + h.finalize()[:INDEX_SIZE]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -42,13 +43,18 @@ from keys.exceptions import AuthenticationError, DecryptionError, EncryptionErro
 from keys.keyring import keyring
 from keys.normalizers import NORMALIZERS
 
-# Instance-dict key holding the primary key the row had when its ciphertexts were loaded.
+# Instance-dict keys: the primary key the row had when its ciphertexts were loaded, and
+# (pk, its 16 bytes) so a row's fields share one conversion.
 SEALED_PK = "_keys_sealed_pk"
+ROW_CONTEXT = "_keys_row_context"
 INDEX_PREFIX_SIZE = 4 + crypto.INDEX_SIZE
 _OVERHEAD = envelope.OVERHEAD
 _HEADER_SIZE = envelope.HEADER_SIZE
 _VERSION = envelope.VERSION
 _UUID = uuid.UUID
+_aeads = keyring._aeads
+_active = keyring._active
+_monotonic = time.monotonic
 
 
 def _pk_bytes(pk: Any) -> bytes:
@@ -75,9 +81,32 @@ class EncryptedAttribute:
         except KeyError:
             instance.refresh_from_db(fields=[self.attname])
             value = data[self.attname]
-        if value.__class__ is bytes:
-            value = self.field.open_value(data, value)
-            data[self.attname] = value
+        if value.__class__ is not bytes:
+            return value
+        field = self.field
+        row = data.get(ROW_CONTEXT)
+        # Fast path (the row's context is cached and the key is too); anything else — first
+        # field of a row, unknown key, malformed value, failed tag — goes through open_value,
+        # which validates and explains.
+        if row is not None and row[0] is data.get(SEALED_PK) and len(value) >= field._min_size:
+            token = value
+            context = field._prefix + row[1]
+            if field.search:
+                context += token[:INDEX_PREFIX_SIZE]
+                token = token[INDEX_PREFIX_SIZE:]
+            header = token[:_HEADER_SIZE]
+            aead = _aeads.get(header)
+            if aead is not None:
+                try:
+                    plaintext = aead.decrypt(token[_HEADER_SIZE:17], token[17:], header + context)
+                except InvalidTag:
+                    pass
+                else:
+                    value = field._decode(plaintext)
+                    data[self.attname] = value
+                    return value
+        value = field.open_value(data, value)
+        data[self.attname] = value
         return value
 
     def __set__(self, instance: models.Model, value: Any) -> None:
@@ -102,8 +131,11 @@ class EncryptedMixin:
         self.search = search
         self.context = context
         self._prefix = b""
+        self._min_size = _OVERHEAD
         self.label = ""
         self.pk_attname = "id"
+        # str fields decode with the C method itself; the others through their decode().
+        self._decode: Any = bytes.decode if self.python_type_name == "str" else self.decode
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         if search:
             self.db_index = True
@@ -114,6 +146,7 @@ class EncryptedMixin:
         opts = cls._meta
         self.label = self.context or f"{opts.app_label}.{opts.model_name}.{name}"
         self._prefix = self.label.encode() + b"\x00"
+        self._min_size = _OVERHEAD + (INDEX_PREFIX_SIZE if self.search else 0)
         if self.search:
             self._normalize = NORMALIZERS[self.search]
 
@@ -173,52 +206,72 @@ class EncryptedMixin:
     def where(self, pk: Any) -> str:
         return f"{self.label} of row {pk}"
 
-    def open_value(self, data: dict[str, Any], token: bytes, pk: Any = None) -> Any:
-        """Decrypt a stored value; ``data`` is the instance ``__dict__``."""
-        if pk is None:
-            pk = data.get(SEALED_PK) or data.get(self.pk_attname)
+    def _row_context(self, data: dict[str, Any], pk: Any) -> tuple[Any, bytes]:
+        """(pk, its 16 UUID bytes), computed once per row and cached in its ``__dict__``.
+
+        Also the once-per-row moment to let expired keys drop out of the key cache.
+        """
         if pk is None:
             raise DecryptionError("the row has no primary key to authenticate against", where=self.label)
-        context = self._prefix + _pk_bytes(pk)
+        keyring.tick()
+        context = (pk, _pk_bytes(pk))
+        data[ROW_CONTEXT] = context
+        return context
+
+    def open_value(self, data: dict[str, Any], token: bytes, pk: Any = None) -> Any:
+        """Decrypt a stored value; ``data`` is the instance ``__dict__``.
+
+        Hot path: one cached-key lookup by the envelope header and one AES-GCM call. Anything
+        unusual (unknown version, short value, key not cached) takes the slow path, which
+        validates the envelope and names the failure.
+        """
+        if pk is None:
+            pk = data.get(SEALED_PK) or data.get(self.pk_attname)
+        row = data.get(ROW_CONTEXT)
+        if row is None or row[0] is not pk:
+            row = self._row_context(data, pk)
+        context = self._prefix + row[1]
         if self.search:
             context += token[:INDEX_PREFIX_SIZE]
             token = token[INDEX_PREFIX_SIZE:]
-        if len(token) < _OVERHEAD or token[0] != _VERSION:
-            try:
-                envelope.read_key_id(token)
-            except DecryptionError as exc:
-                raise exc.at(self.where(pk)) from None
-        key_id = int.from_bytes(token[1:_HEADER_SIZE], "big")
+        header = token[:_HEADER_SIZE]
+        aead = _aeads.get(header)
         try:
-            plaintext = keyring.aead(key_id).decrypt(token[_HEADER_SIZE:17], token[17:], token[:_HEADER_SIZE] + context)
+            if aead is None or len(token) < _OVERHEAD:
+                envelope.read_key_id(token)
+                aead = keyring.aead_for_header(header)
+            return self._decode(aead.decrypt(token[_HEADER_SIZE:17], token[17:], header + context))
         except InvalidTag:
             raise AuthenticationError(
                 "authentication failed: the value was altered, truncated, or moved from another row or column",
-                key_id=key_id,
+                key_id=int.from_bytes(header[1:], "big"),
                 where=self.where(pk),
             ) from None
         except DecryptionError as exc:
             raise exc.at(self.where(pk)) from None
-        return self.decode(plaintext)
 
-    def seal_value(self, value: Any, pk: Any) -> bytes:
+    def seal_value(self, value: Any, pk: Any, data: dict[str, Any] | None = None) -> bytes:
         """Encrypt a plaintext value for the row whose primary key is ``pk``."""
         plaintext = self.encode(value)
-        context = self._prefix + _pk_bytes(pk)
-        key = keyring.active("field")
+        if data is None:
+            data = {}
+        row = data.get(ROW_CONTEXT)
+        if row is None or row[0] is not pk:
+            row = self._row_context(data, pk)
+        key = _active.get("field")
+        if key is None or key.expires < _monotonic():
+            key = keyring.active("field")
         if self.search:
             prefix = self.index_token(value)
-            context += prefix
-            return prefix + envelope.seal(key.aead, key.header, plaintext, context)
-        return envelope.seal(key.aead, key.header, plaintext, context)
+            return prefix + envelope.seal(key.aead, key.header, plaintext, self._prefix + row[1] + prefix)
+        return envelope.seal(key.aead, key.header, plaintext, self._prefix + row[1])
 
     def normalize(self, value: Any) -> str:
-        if not isinstance(value, str):
-            value = str(value)
-        return self._normalize(value)  # type: ignore[no-any-return]
+        return self._normalize(value if value.__class__ is str else str(value))  # type: ignore[no-any-return]
 
     def index_token(self, value: Any) -> bytes:
-        return crypto.blind_index(self.normalize(value), context=self._prefix)
+        prefix, mac = keyring.index_macs(self._prefix)[0]
+        return crypto.index_token(prefix, mac, self._normalize(value if value.__class__ is str else str(value)))
 
     def index_candidates(self, value: Any) -> list[bytes]:
         return crypto.blind_index_candidates(self.normalize(value), context=self._prefix)
@@ -242,7 +295,7 @@ class EncryptedMixin:
                 return value  # untouched since it was loaded for this very row
             value = self.open_value(data, value, sealed_pk)
             data[self.attname] = value
-        return self.seal_value(value, pk)
+        return self.seal_value(value, pk, data)
 
     python_type_name = "value"
 
@@ -259,15 +312,17 @@ class EncryptedMixin:
     def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
         return self.get_db_prep_save(value, connection)
 
-    def get_placeholder(self, value: Any, compiler: Any, connection: Any) -> str:
-        # update(field=F(...)/Value(...)) and bulk_update() reach here with an expression,
-        # which would copy ciphertext between rows or write plaintext.
-        if hasattr(value, "resolve_expression"):
-            raise FieldError(
-                f"{self.label} is encrypted, and each value is bound to its row: it cannot be set from an "
-                "expression, QuerySet.update() or bulk_update(). Assign the attribute and call save()."
-            )
-        return "%s"
+    def db_check(self, connection: Any) -> str | None:
+        # Defence in depth: the database itself refuses anything that is not envelope-shaped,
+        # e.g. plaintext written with update(field=Value(...)) or raw SQL.
+        column = connection.ops.quote_name(self.column)
+        minimum = _OVERHEAD + (INDEX_PREFIX_SIZE if self.search else 0)
+        offset = INDEX_PREFIX_SIZE if self.search else 0
+        if connection.vendor == "postgresql":
+            return f"octet_length({column}) >= {minimum} AND get_byte({column}, {offset}) = {_VERSION}"
+        if connection.vendor == "sqlite":
+            return f"length({column}) >= {minimum} AND substr({column}, {offset + 1}, 1) = x'0{_VERSION}'"
+        return None
 
     def select_format(self, compiler: Any, sql: str, params: Any) -> tuple[str, Any]:
         if compiler.query.values_select:

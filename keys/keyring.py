@@ -9,12 +9,11 @@ memory.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import threading
 import time
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.db import IntegrityError, transaction
 
@@ -41,20 +40,30 @@ class IndexKey:
     secret: bytes
 
 
+IndexMac = tuple[bytes, hmac.HMAC]  # (4-byte key-id prefix, HMAC keyed for one field)
+
+
 class Keyring:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._active: dict[str, ActiveKey] = {}
-        self._aeads: dict[int, tuple[AESGCM, float]] = {}
+        # Keyed by the 5-byte envelope header (version + key id): a lookup needs no parsing,
+        # and a header with an unknown version simply misses. Expiry is enforced by tick(),
+        # which readers call once per row rather than once per value.
+        self._aeads: dict[bytes, AESGCM] = {}
+        self._deadlines: dict[bytes, float] = {}
+        self._next_deadline = float("inf")
         self._index: tuple[list[IndexKey], float] | None = None
-        self._subkeys: dict[tuple[int, bytes], bytes] = {}
+        self._index_macs: dict[bytes, tuple[list[IndexMac], float]] = {}
 
     def clear(self) -> None:
         with self._lock:
             self._active.clear()
             self._aeads.clear()
+            self._deadlines.clear()
+            self._next_deadline = float("inf")
             self._index = None
-            self._subkeys.clear()
+            self._index_macs.clear()
 
     # -- encryption --------------------------------------------------------------------
     def active(self, purpose: str) -> ActiveKey:
@@ -69,27 +78,50 @@ class Keyring:
             secret = _unwrap(datakey)
             expires = _monotonic() + keys_settings.CACHE_TTL
             aead = AESGCM(secret)
-            entry = ActiveKey(datakey.pk, envelope.header_for(datakey.pk), aead, expires)
+            header = envelope.header_for(datakey.pk)
+            entry = ActiveKey(datakey.pk, header, aead, expires)
             self._active[purpose] = entry
-            self._aeads[datakey.pk] = (aead, expires)
+            self._remember(header, aead, expires)
             return entry
+
+    def _remember(self, header: bytes, aead: AESGCM, expires: float) -> None:
+        self._aeads[header] = aead
+        self._deadlines[header] = expires
+        self._next_deadline = min(self._next_deadline, expires)
+
+    def tick(self) -> None:
+        """Drop cached decryption keys whose TTL has passed (cheap when none has)."""
+        if _monotonic() < self._next_deadline:
+            return
+        with self._lock:
+            now = _monotonic()
+            for header, deadline in list(self._deadlines.items()):
+                if deadline <= now:
+                    self._aeads.pop(header, None)
+                    del self._deadlines[header]
+            self._next_deadline = min(self._deadlines.values(), default=float("inf"))
 
     # -- decryption --------------------------------------------------------------------
     def aead(self, key_id: int) -> AESGCM:
-        entry = self._aeads.get(key_id)
-        if entry is not None and entry[1] > _monotonic():
-            return entry[0]
-        return self._load_aead(key_id)
+        return self.aead_for_header(envelope.header_for(key_id))
 
-    def _load_aead(self, key_id: int) -> AESGCM:
+    def aead_for_header(self, header: bytes) -> AESGCM:
+        self.tick()
+        aead = self._aeads.get(header)
+        if aead is not None:
+            return aead
+        return self._load_aead(header)
+
+    def _load_aead(self, header: bytes) -> AESGCM:
         from keys.models import DataKey
 
+        key_id = envelope.read_key_id(header + bytes(envelope.OVERHEAD - len(header)))
         with self._lock:
             datakey = DataKey.objects.usable().filter(pk=key_id).first()
             if datakey is None or datakey.purpose == DataKey.Purpose.INDEX:
                 raise UnknownKeyError("unknown or destroyed data key", key_id=key_id)
             aead = AESGCM(_unwrap(datakey))
-            self._aeads[key_id] = (aead, _monotonic() + keys_settings.CACHE_TTL)
+            self._remember(header, aead, _monotonic() + keys_settings.CACHE_TTL)
             return aead
 
     # -- blind indexes -----------------------------------------------------------------
@@ -114,17 +146,30 @@ class Keyring:
             )
             keys = [IndexKey(dk.pk, dk.pk.to_bytes(4, "big"), _unwrap(dk)) for dk in [active, *others]]
             self._index = (keys, _monotonic() + keys_settings.CACHE_TTL)
-            self._subkeys.clear()
+            self._index_macs.clear()
             return keys
 
-    def subkey(self, key: IndexKey, label: bytes) -> bytes:
-        """Per-field HMAC key, so equal plaintexts in different fields index differently."""
-        cache_key = (key.key_id, label)
-        sub = self._subkeys.get(cache_key)
-        if sub is None:
-            sub = hmac.digest(key.secret, b"neonpro.blind-index.v1\x00" + label, hashlib.sha256)
-            self._subkeys[cache_key] = sub
-        return sub
+    def index_macs(self, label: bytes) -> list[IndexMac]:
+        """Per-field HMAC states under every usable index key, the active key first.
+
+        Each field gets its own HMAC key (derived from the index key and the field's label),
+        so equal plaintexts in different fields index differently. Callers ``copy()`` a state
+        before updating it.
+        """
+        cached = self._index_macs.get(label)
+        if cached is not None and cached[1] > _monotonic():
+            return cached[0]
+        keys = self.index_keys()
+        expires = self._index[1] if self._index else _monotonic()
+        macs = [(k.prefix, _field_mac(k.secret, label)) for k in keys]
+        self._index_macs[label] = (macs, expires)
+        return macs
+
+
+def _field_mac(secret: bytes, label: bytes) -> hmac.HMAC:
+    derive = hmac.HMAC(secret, hashes.SHA256())
+    derive.update(b"neonpro.blind-index.v1\x00" + label)
+    return hmac.HMAC(derive.finalize(), hashes.SHA256())
 
 
 def _unwrap(datakey: object) -> bytes:

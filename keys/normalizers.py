@@ -22,24 +22,31 @@ def exact(value: str) -> str:
     return value
 
 
+def _nfkc(value: str) -> str:
+    # NFKC leaves ASCII unchanged, and most values are ASCII: skip the table walk for them.
+    return value if value.isascii() else unicodedata.normalize("NFKC", value)
+
+
 def digits(value: str) -> str:
     """ASCII digits only (SSN, phone numbers): punctuation, spaces and letters dropped."""
-    return _NON_DIGITS.sub("", unicodedata.normalize("NFKC", value))
+    if not value.isascii():
+        value = unicodedata.normalize("NFKC", value)
+    return _NON_DIGITS.sub("", value)
 
 
 def email(value: str) -> str:
     """Trimmed and case-folded (mailbox names are case-insensitive in practice)."""
-    return unicodedata.normalize("NFKC", value).strip().casefold()
+    return _nfkc(value).strip().casefold()
 
 
 def alnum(value: str) -> str:
     """Case-folded letters and digits only (record numbers such as ``MRN-00123``)."""
-    return _NON_ALNUM.sub("", unicodedata.normalize("NFKC", value).casefold())
+    return _NON_ALNUM.sub("", _nfkc(value).casefold())
 
 
 def text(value: str) -> str:
     """Case-folded, trimmed, inner whitespace collapsed to one space."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", value).strip().casefold())
+    return _SPACES.sub(" ", _nfkc(value).strip().casefold())
 
 
 NORMALIZERS: dict[str, Callable[[str], str]] = {

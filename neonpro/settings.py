@@ -21,9 +21,9 @@ def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
-    if value in ("True", "true", "1"):
+    if value == "True":
         return True
-    if value in ("False", "false", "0"):
+    if value == "False":
         return False
     raise ImproperlyConfigured(f"{name} must be True or False, not {value!r}")
 
@@ -146,6 +146,12 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Parameters travel separately from the SQL (never interpolated client-side), and bytea
+    # ciphertext is sent in binary instead of being escaped into the query text.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
+        "NEONPRO_DB_SERVER_SIDE_BINDING", True
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # -- Cache, Celery, Channels ---------------------------------------------------------------
@@ -166,7 +172,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 
 # -- Keys / KMS ----------------------------------------------------------------------------
 NEONPRO_KEY_PROVIDER = os.environ.get("NEONPRO_KEY_PROVIDER", "local")
-NEONPRO_MASTER_KEY = env_secret("NEONPRO_MASTER_KEY")
+# The key itself (base64), for platforms that inject secrets as variables. NEONPRO_MASTER_KEY_FILE is
+# deliberately not read here: the local provider reads it and refuses a file others can read.
+NEONPRO_MASTER_KEY = os.environ.get("NEONPRO_MASTER_KEY") or None
 NEONPRO_MASTER_KEY_FILE = os.environ.get("NEONPRO_MASTER_KEY_FILE") or str(NEONPRO_DATA_DIR / "master.key")
 NEONPRO_KEY_CACHE_TTL = env_int("NEONPRO_KEY_CACHE_TTL", 300)
 

@@ -14,6 +14,7 @@ from patients.models import Patient
 class PatientAdmin(admin.ModelAdmin):
     list_display = ("id", "active", "created_at", "updated_at")
     list_filter = ("active",)
+    ordering = ("-created_at",)
     fields = ("id", "active", "created_at", "updated_at")
     readonly_fields = ("id", "created_at", "updated_at")
 

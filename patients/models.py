@@ -26,9 +26,6 @@ class Patient(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     active = models.BooleanField(default=True)
 
-    class Meta:
-        ordering = ["created_at"]
-
     def __str__(self) -> str:
         return f"Patient {self.pk}"
 

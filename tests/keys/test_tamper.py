@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from keys.exceptions import AuthenticationError, DecryptionError, MasterKeyError, TruncatedError, UnknownKeyError
 from keys.models import DataKey
@@ -18,9 +18,14 @@ def _raw(pk: object, column: str) -> bytes:
         return bytes(cursor.fetchone()[0])
 
 
-def _write(pk: object, column: str, value: bytes) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f'UPDATE patients_patient SET "{column}" = %s WHERE id = %s', [value, pk])
+def _write(pk: object, column: str, value: bytes) -> bool:
+    """Write raw bytes as a DBA could; False when the column's CHECK constraint refuses them."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f'UPDATE patients_patient SET "{column}" = %s WHERE id = %s', [value, pk])
+    except IntegrityError:
+        return False
+    return True
 
 
 def _read(pk: object, field: str) -> object:
@@ -33,7 +38,9 @@ def test_every_flipped_byte_in_a_stored_value_fails(patient_factory) -> None:  #
     for position in range(len(original)):
         tampered = bytearray(original)
         tampered[position] ^= 0x01
-        _write(patient.pk, "full_name", bytes(tampered))
+        if not _write(patient.pk, "full_name", bytes(tampered)):
+            assert position == 0, "only the version byte is policed by the database"
+            continue
         with pytest.raises(DecryptionError) as info:
             _read(patient.pk, "full_name")
         message = str(info.value)
@@ -53,12 +60,23 @@ def test_flipped_blind_index_byte_fails_decryption(patient_factory) -> None:  # 
         _read(patient.pk, "ssn")
 
 
-def test_truncated_value_is_named_as_such(patient_factory) -> None:  # type: ignore[no-untyped-def]
+def test_database_refuses_values_that_are_not_envelopes(patient_factory) -> None:  # type: ignore[no-untyped-def]
     patient = patient_factory()
-    _write(patient.pk, "full_name", _raw(patient.pk, "full_name")[:20])
+    assert not _write(patient.pk, "full_name", _raw(patient.pk, "full_name")[:20])
+    assert not _write(patient.pk, "full_name", b"Plain Text Name That Is Long Enough To Pass Length")
+    assert not _write(patient.pk, "ssn", b"\x01" + bytes(60))  # searchable: envelope starts after the index
+    assert _read(patient.pk, "full_name") == "Canary Person 1"
+
+
+def test_truncated_value_is_named_as_such(patient_factory) -> None:  # type: ignore[no-untyped-def]
+    from keys.fields import EncryptedMixin
+
+    patient = patient_factory()
+    field = Patient._meta.get_field("full_name")
+    assert isinstance(field, EncryptedMixin)
     with pytest.raises(TruncatedError, match=r"patients\.patient\.full_name of row .*shorter than"):
-        _read(patient.pk, "full_name")
-    _write(patient.pk, "address", _raw(patient.pk, "address")[:-1])
+        field.open_value({"id": patient.pk}, _raw(patient.pk, "full_name")[:20])
+    assert _write(patient.pk, "address", _raw(patient.pk, "address")[:-1])
     with pytest.raises(AuthenticationError, match="altered, truncated, or moved"):
         _read(patient.pk, "address")
 

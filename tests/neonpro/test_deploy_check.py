@@ -104,3 +104,28 @@ def test_embedded_default_without_master_key_fails_keys_check(tmp_path: Path) ->
     assert "(keys.E001)" in result.stderr
     hint = next(line for line in result.stderr.splitlines() if line.strip().startswith("HINT:"))
     assert "NEONPRO_MASTER_KEY" in hint
+
+
+def _world_readable_key_file(path: Path) -> Path:
+    path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    path.chmod(0o644)
+    return path
+
+
+def test_world_readable_default_key_file_fails_keys_check(tmp_path: Path) -> None:
+    _world_readable_key_file(tmp_path / "master.key")
+
+    result = _manage("check", env={"NEONPRO_DATA_DIR": str(tmp_path)})
+
+    assert result.returncode != 0
+    assert "(keys.E001)" in result.stderr
+    assert "0644" in result.stderr
+
+
+def test_world_readable_configured_key_file_fails_keys_check(tmp_path: Path) -> None:
+    key_file = _world_readable_key_file(tmp_path / "kek.b64")
+
+    result = _manage("check", env={"NEONPRO_DATA_DIR": str(tmp_path), "NEONPRO_MASTER_KEY_FILE": str(key_file)})
+
+    assert result.returncode != 0
+    assert "(keys.E001)" in result.stderr

@@ -1,0 +1,255 @@
+"""Benchmark: encrypted Patient fields vs plaintext vs django-cryptography, on PostgreSQL.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/neonpro python bench/fields.py [--rows 10000] [--pairs 3]
+
+Workload per run: build N patients and bulk-insert them (write), then load all of them and
+read every field (read). Runs alternate (plaintext, encrypted) and (django-cryptography,
+encrypted) in pairs and report the median ratio of the pairs; the lookup figure is the p50
+of ``Patient.objects.get(ssn=...)`` among ``--lookup-rows`` rows. The last line printed is
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import gc
+import json
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BENCH_DB = "neonpro_bench"
+
+
+def _prepare_environment() -> None:
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neonpro")
+    if not url.startswith("postgres"):
+        sys.exit("bench/fields.py runs on PostgreSQL: set DATABASE_URL=postgres://...")
+    base = url.rsplit("/", 1)[0]
+    os.environ["DATABASE_URL"] = f"{base}/{BENCH_DB}"
+    os.environ.setdefault("NEONPRO_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neonpro.settings")
+    os.environ.pop("REDIS_URL", None)
+    import psycopg
+
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
+            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+
+
+_prepare_environment()
+
+import django
+
+django.setup()
+
+from django.core.management import call_command
+from django.db import connection, models
+from django_cryptography.fields import encrypt
+
+from keys.keyring import keyring
+from patients.models import Patient
+
+
+class PlainPatient(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    full_name = models.CharField(max_length=200)
+    date_of_birth = models.DateField()
+    ssn = models.CharField(max_length=11, null=True, blank=True, db_index=True)
+    mrn = models.CharField(max_length=32, db_index=True)
+    email = models.CharField(max_length=254, null=True, blank=True, db_index=True)
+    phone = models.CharField(max_length=32, null=True, blank=True, db_index=True)
+    address = models.TextField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        app_label = "bench"
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} {self.pk}"
+
+
+class DjCryptoPatient(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    full_name = encrypt(models.CharField(max_length=200))
+    date_of_birth = encrypt(models.DateField())
+    ssn = encrypt(models.CharField(max_length=11, null=True, blank=True))
+    mrn = encrypt(models.CharField(max_length=32))
+    email = encrypt(models.CharField(max_length=254, null=True, blank=True))
+    phone = encrypt(models.CharField(max_length=32, null=True, blank=True))
+    address = encrypt(models.TextField(null=True, blank=True))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        app_label = "bench"
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} {self.pk}"
+
+
+FIELDS = ("full_name", "date_of_birth", "ssn", "mrn", "email", "phone", "address")
+MODELS = {"plain": PlainPatient, "ours": Patient, "djcrypto": DjCryptoPatient}
+
+
+def _rows(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    first = ["Ada", "Ben", "Cleo", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "June"]
+    last = ["Lovelace", "Okafor", "Nguyen", "Schmidt", "Silva", "Kowalski", "Haddad", "Tanaka"]
+    return [
+        {
+            "full_name": f"{rng.choice(first)} {rng.choice(last)} {i}",
+            "date_of_birth": dt.date(1930, 1, 1) + dt.timedelta(days=rng.randrange(30000)),
+            "ssn": f"{900 + i // 10_000_000:03d}-{(i // 10_000) % 100:02d}-{i % 10_000:04d}",
+            "mrn": f"MRN-{i:08d}",
+            "email": f"patient{i}@example.org",
+            "phone": f"+1 555 {rng.randrange(10**7):07d}",
+            "address": f"{rng.randrange(1, 9999)} {rng.choice(last)} Street, Springfield",
+        }
+        for i in range(n)
+    ]
+
+
+def _truncate(model: type[models.Model]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f'TRUNCATE "{model._meta.db_table}"')
+
+
+def _reset_keys() -> None:
+    """The bench database is disposable: start from fresh data keys under this run's master key."""
+    from keys.models import DataKey
+
+    _truncate(Patient)
+    DataKey.objects.all().delete()
+    keyring.clear()
+
+
+def _run(kind: str, rows: list[dict[str, Any]]) -> tuple[float, float]:
+    model = MODELS[kind]
+    _truncate(model)
+    gc.collect()
+    start = time.perf_counter()
+    model.objects.bulk_create([model(**row) for row in rows], batch_size=1000)
+    write = time.perf_counter() - start
+    gc.collect()
+    start = time.perf_counter()
+    touched = 0
+    for obj in model.objects.all().iterator(chunk_size=2000):
+        for name in FIELDS:
+            getattr(obj, name)
+        touched += 1
+    read = time.perf_counter() - start
+    assert touched == len(rows)
+    return write, read
+
+
+def _pairs(a: str, b: str, rows: list[dict[str, Any]], pairs: int) -> list[dict[str, float]]:
+    results = []
+    for i in range(pairs):
+        order = [(a, b), (b, a)][i % 2]  # alternate which side goes first
+        timings = {kind: _run(kind, rows) for kind in order}
+        results.append(
+            {
+                "write_ratio": timings[b][0] / timings[a][0],
+                "read_ratio": timings[b][1] / timings[a][1],
+                "total_ratio": sum(timings[a]) / sum(timings[b]),
+                f"{a}_write_us": timings[a][0] / len(rows) * 1e6,
+                f"{a}_read_us": timings[a][1] / len(rows) * 1e6,
+                f"{b}_write_us": timings[b][0] / len(rows) * 1e6,
+                f"{b}_read_us": timings[b][1] / len(rows) * 1e6,
+            }
+        )
+        print(f"  pair {i + 1}: " + ", ".join(f"{k}={v:.3f}" for k, v in results[-1].items()), file=sys.stderr)
+    return results
+
+
+def _lookup(n: int, samples: int) -> float:
+    _truncate(Patient)
+    for offset in range(0, n, 10_000):
+        chunk = _rows(min(10_000, n - offset), seed=offset)
+        for j, row in enumerate(chunk):
+            i = offset + j
+            row["ssn"] = f"{100 + i // 10_000:03d}-{(i // 100) % 100:02d}-{i % 100:02d}{i % 7}{i % 3}"
+            row["mrn"] = f"MRN-{i:08d}"
+        Patient.objects.bulk_create([Patient(**row) for row in chunk], batch_size=1000)
+    with connection.cursor() as cursor:
+        cursor.execute(f'ANALYZE "{Patient._meta.db_table}"')
+    rng = random.Random(7)
+    targets = []
+    for _ in range(samples):
+        i = rng.randrange(n)
+        targets.append(f"{100 + i // 10_000:03d}-{(i // 100) % 100:02d}-{i % 100:02d}{i % 7}{i % 3}")
+    Patient.objects.get(ssn=targets[0])  # warm caches and the key ring
+    timings = []
+    for ssn in targets:
+        start = time.perf_counter()
+        found = Patient.objects.get(ssn=ssn)
+        timings.append(time.perf_counter() - start)
+        assert found.ssn == ssn
+    return statistics.median(timings) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--lookup-rows", type=int, default=100_000)
+    parser.add_argument("--lookup-samples", type=int, default=500)
+    args = parser.parse_args()
+
+    call_command("migrate", verbosity=0)
+    _reset_keys()
+    with connection.schema_editor() as editor:
+        for model in (PlainPatient, DjCryptoPatient):
+            editor.execute(f'DROP TABLE IF EXISTS "{model._meta.db_table}"')
+            editor.create_model(model)
+    keyring.clear()
+    rows = _rows(args.rows, seed=1)
+    _run("ours", rows[:500])  # warm-up: key creation, caches, query plans
+    _run("plain", rows[:500])
+    _run("djcrypto", rows[:500])
+
+    print("plaintext vs encrypted:", file=sys.stderr)
+    plain = _pairs("plain", "ours", rows, args.pairs)
+    print("django-cryptography vs encrypted:", file=sys.stderr)
+    djc = _pairs("djcrypto", "ours", rows, args.pairs)
+    print(f"lookup among {args.lookup_rows} rows:", file=sys.stderr)
+    lookup_ms = _lookup(args.lookup_rows, args.lookup_samples)
+
+    def med(results: list[dict[str, float]], key: str) -> float:
+        return round(statistics.median(r[key] for r in results), 3)
+
+    result = {
+        "rows": args.rows,
+        "pairs": args.pairs,
+        "write_ratio": med(plain, "write_ratio"),
+        "read_ratio": med(plain, "read_ratio"),
+        "djcrypto_ratio": med(djc, "total_ratio"),
+        "lookup_ms_p50": round(lookup_ms, 3),
+        "lookup_rows": args.lookup_rows,
+        "plain_write_us_per_row": med(plain, "plain_write_us"),
+        "plain_read_us_per_row": med(plain, "plain_read_us"),
+        "ours_write_us_per_row": med(plain, "ours_write_us"),
+        "ours_read_us_per_row": med(plain, "ours_read_us"),
+        "djcrypto_write_us_per_row": med(djc, "djcrypto_write_us"),
+        "djcrypto_read_us_per_row": med(djc, "djcrypto_read_us"),
+    }
+    for model in (PlainPatient, DjCryptoPatient, Patient):
+        _truncate(model)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
