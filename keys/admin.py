@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.http import HttpRequest
@@ -10,9 +10,15 @@ from django.utils import timezone
 
 from keys.models import DataKey
 
+# ModelAdmin is generic only in django-stubs; subscripting it at runtime raises TypeError.
+if TYPE_CHECKING:
+    _DataKeyAdminBase = admin.ModelAdmin[DataKey]
+else:
+    _DataKeyAdminBase = admin.ModelAdmin
+
 
 @admin.register(DataKey)
-class DataKeyAdmin(admin.ModelAdmin):
+class DataKeyAdmin(_DataKeyAdminBase):
     list_display = ("id", "purpose", "status", "algorithm", "wrapping_key_id", "provider", "created_at", "age_days")
     list_filter = ("purpose", "status", "provider")
     fields = (

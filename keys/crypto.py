@@ -8,10 +8,13 @@ the row's UUID); decrypting with a different context fails.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from keys import envelope
 from keys.keyring import keyring
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hmac
 
 INDEX_SIZE = 16
 
@@ -49,7 +52,7 @@ def blind_index_candidates(normalized: str, *, context: bytes | str) -> list[byt
     return [index_token(prefix, mac, normalized) for prefix, mac in keyring.index_macs(_as_bytes(context))]
 
 
-def index_token(prefix: bytes, mac: Any, normalized: str) -> bytes:
+def index_token(prefix: bytes, mac: hmac.HMAC, normalized: str) -> bytes:
     """``prefix`` (the index key id) followed by the truncated HMAC of the normalised value."""
     h = mac.copy()
     h.update(normalized.encode())

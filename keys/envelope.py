@@ -60,6 +60,7 @@ def read_key_id(token: bytes) -> int:
     """Return the data-key id an envelope names, after checking its length and version."""
     if len(token) < OVERHEAD:
         raise TruncatedError(f"value is {len(token)} bytes, shorter than the {OVERHEAD}-byte minimum")
+    key_id: int  # struct's unpack_from is typed tuple[Any, ...]; ">BI" yields two ints
     version, key_id = HEADER.unpack_from(token)
     if version != VERSION:
         raise UnsupportedVersionError(f"unsupported envelope version {version}", key_id=None)

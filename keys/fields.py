@@ -25,8 +25,9 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from cryptography.exceptions import InvalidTag
 from django.core import checks, exceptions
@@ -116,7 +117,15 @@ class EncryptedAttribute:
             data[SEALED_PK] = data.get(self.field.pk_attname)
 
 
-class EncryptedMixin:
+# For the type checker the mixin is a Field, so its super() calls and the attributes Django
+# sets on fields (attname, column, name, ...) resolve; at runtime it derives from object only.
+if TYPE_CHECKING:
+    _MixinBase = models.Field[Any, Any]
+else:
+    _MixinBase = object
+
+
+class EncryptedMixin(_MixinBase):
     """Turns a Django field class into its encrypted twin (stored as ``bytea``/``BLOB``).
 
     Subclasses define ``encode(value) -> bytes`` and ``decode(bytes) -> value``.
@@ -129,34 +138,37 @@ class EncryptedMixin:
         if search is not None and search not in NORMALIZERS:
             raise ValueError(f"search={search!r} is not a known normaliser: {', '.join(NORMALIZERS)}")
         self.search = search
-        self.context = context
+        self.aad_context = context
         self._prefix = b""
         self._min_size = _OVERHEAD
         self.label = ""
         self.pk_attname = "id"
         # str fields decode with the C method itself; the others through their decode().
         self._decode: Any = bytes.decode if self.python_type_name == "str" else self.decode
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         if search:
             self.db_index = True
 
     # -- model wiring ------------------------------------------------------------------
-    def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
-        super().contribute_to_class(cls, name, private_only=private_only)  # type: ignore[misc]
+    def contribute_to_class(
+        self, cls: type[models.Model], name: str, private_only: bool = False, **kwargs: Any
+    ) -> None:
+        # **kwargs mirrors DateField.contribute_to_class; Field's own signature still rejects extras.
+        super().contribute_to_class(cls, name, private_only=private_only, **kwargs)
         opts = cls._meta
-        self.label = self.context or f"{opts.app_label}.{opts.model_name}.{name}"
+        self.label = self.aad_context or f"{opts.app_label}.{opts.model_name}.{name}"
         self._prefix = self.label.encode() + b"\x00"
         self._min_size = _OVERHEAD + (INDEX_PREFIX_SIZE if self.search else 0)
         if self.search:
             self._normalize = NORMALIZERS[self.search]
 
-    def deconstruct(self) -> tuple[str, str, list[Any], dict[str, Any]]:
-        name, path, args, kwargs = super().deconstruct()  # type: ignore[misc]
+    def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
+        name, path, args, kwargs = super().deconstruct()
         if self.search:
             kwargs["search"] = self.search
             kwargs.pop("db_index", None)
-        if self.context:
-            kwargs["context"] = self.context
+        if self.aad_context:
+            kwargs["context"] = self.aad_context
         return name, path, args, kwargs
 
     def get_internal_type(self) -> str:
@@ -169,7 +181,7 @@ class EncryptedMixin:
         return []
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
-        errors = list(super().check(**kwargs))  # type: ignore[misc]
+        errors = list(super().check(**kwargs))
         for option in ("unique", "primary_key"):
             if getattr(self, option, False):
                 errors.append(
@@ -267,7 +279,7 @@ class EncryptedMixin:
         return envelope.seal(key.aead, key.header, plaintext, self._prefix + row[1])
 
     def normalize(self, value: Any) -> str:
-        return self._normalize(value if value.__class__ is str else str(value))  # type: ignore[no-any-return]
+        return self._normalize(value if value.__class__ is str else str(value))
 
     def index_token(self, value: Any) -> bytes:
         prefix, mac = keyring.index_macs(self._prefix)[0]
@@ -344,7 +356,7 @@ class EncryptedMixin:
             "lookups work on it."
         )
 
-    def get_transform(self, lookup_name: str) -> None:
+    def get_transform(self, lookup_name: str) -> NoReturn:
         raise FieldError(f"{self.label} is encrypted: transforms such as '{lookup_name}' cannot run on ciphertext.")
 
 
@@ -366,10 +378,12 @@ class _BlindLookup(Lookup):
     def values(self) -> list[Any]:
         raise NotImplementedError
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    # django-stubs types SQL params as tuple[str | int, ...]; Django accepts any sequence
+    # (its own lookups return lists) and the params here are bytes.
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
         if not isinstance(self.lhs, Col):
             raise FieldError("blind-index lookups only work directly on the encrypted column")
-        field = self.lhs.output_field
+        field = cast(EncryptedMixin, self.lhs.output_field)
         lhs_sql, lhs_params = compiler.compile(self.lhs)
         clauses: list[str] = []
         params: list[Any] = []
@@ -422,11 +436,33 @@ def _successor(token: bytes) -> bytes | None:
 # -- concrete field types ---------------------------------------------------------------
 
 
+# Django's field classes are generic only in django-stubs (subscripting them at runtime
+# raises TypeError), so the concrete fields subclass these aliases.
+if TYPE_CHECKING:
+    _TextField = models.TextField[Any, Any]
+    _CharField = models.CharField[Any, Any]
+    _DateField = models.DateField[Any, Any]
+    _DateTimeField = models.DateTimeField[Any, Any]
+    _IntegerField = models.IntegerField[Any, Any]
+    _DecimalField = models.DecimalField[Any, Any]
+    _BooleanField = models.BooleanField[Any, Any]
+    _JSONField = models.JSONField[Any, Any]
+else:
+    _TextField = models.TextField
+    _CharField = models.CharField
+    _DateField = models.DateField
+    _DateTimeField = models.DateTimeField
+    _IntegerField = models.IntegerField
+    _DecimalField = models.DecimalField
+    _BooleanField = models.BooleanField
+    _JSONField = models.JSONField
+
+
 def _validation(field: EncryptedMixin, message: str) -> exceptions.ValidationError:
     return exceptions.ValidationError(f"{field.label}: {message}", code="invalid")
 
 
-class EncryptedTextField(EncryptedMixin, models.TextField):  # type: ignore[misc]
+class EncryptedTextField(EncryptedMixin, _TextField):
     python_type_name = "str"
 
     def encode(self, value: Any) -> bytes:
@@ -441,7 +477,7 @@ class EncryptedTextField(EncryptedMixin, models.TextField):  # type: ignore[misc
         return plaintext.decode()
 
 
-class EncryptedCharField(EncryptedMixin, models.CharField):  # type: ignore[misc]
+class EncryptedCharField(EncryptedMixin, _CharField):
     python_type_name = "str"
 
     def encode(self, value: Any) -> bytes:
@@ -458,7 +494,7 @@ class EncryptedCharField(EncryptedMixin, models.CharField):  # type: ignore[misc
         return plaintext.decode()
 
 
-class EncryptedDateField(EncryptedMixin, models.DateField):  # type: ignore[misc]
+class EncryptedDateField(EncryptedMixin, _DateField):
     python_type_name = "date"
 
     def encode(self, value: Any) -> bytes:
@@ -470,7 +506,7 @@ class EncryptedDateField(EncryptedMixin, models.DateField):  # type: ignore[misc
         return dt.date.fromisoformat(plaintext.decode())
 
 
-class EncryptedDateTimeField(EncryptedMixin, models.DateTimeField):  # type: ignore[misc]
+class EncryptedDateTimeField(EncryptedMixin, _DateTimeField):
     python_type_name = "datetime"
 
     def encode(self, value: Any) -> bytes:
@@ -483,11 +519,14 @@ class EncryptedDateTimeField(EncryptedMixin, models.DateTimeField):  # type: ign
         return dt.datetime.fromisoformat(plaintext.decode())
 
 
-class EncryptedIntegerField(EncryptedMixin, models.IntegerField):  # type: ignore[misc]
+class EncryptedIntegerField(EncryptedMixin, _IntegerField):
     python_type_name = "int"
 
+    if TYPE_CHECKING:
+        _validators: list[Any]  # set by Field.__init__; missing from django-stubs
+
     @property
-    def validators(self) -> list[Any]:  # type: ignore[override]
+    def validators(self) -> list[Any]:
         # The column is bytea, so the database imposes no integer range.
         return [*self.default_validators, *self._validators]
 
@@ -500,7 +539,7 @@ class EncryptedIntegerField(EncryptedMixin, models.IntegerField):  # type: ignor
         return int(plaintext)
 
 
-class EncryptedDecimalField(EncryptedMixin, models.DecimalField):  # type: ignore[misc]
+class EncryptedDecimalField(EncryptedMixin, _DecimalField):
     python_type_name = "Decimal"
 
     def encode(self, value: Any) -> bytes:
@@ -513,7 +552,7 @@ class EncryptedDecimalField(EncryptedMixin, models.DecimalField):  # type: ignor
         return Decimal(plaintext.decode())
 
 
-class EncryptedBooleanField(EncryptedMixin, models.BooleanField):  # type: ignore[misc]
+class EncryptedBooleanField(EncryptedMixin, _BooleanField):
     python_type_name = "bool"
 
     def encode(self, value: Any) -> bytes:
@@ -523,7 +562,7 @@ class EncryptedBooleanField(EncryptedMixin, models.BooleanField):  # type: ignor
         return plaintext == b"1"
 
 
-class EncryptedJSONField(EncryptedMixin, models.JSONField):  # type: ignore[misc]
+class EncryptedJSONField(EncryptedMixin, _JSONField):
     python_type_name = "JSON value"
 
     def encode(self, value: Any) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -21,6 +22,9 @@ from keys import envelope
 from keys.conf import keys_settings
 from keys.exceptions import DecryptionError, KeysError, ProviderError, UnknownKeyError
 from keys.providers import get_provider
+
+if TYPE_CHECKING:
+    from keys.models import DataKey
 
 _monotonic = time.monotonic
 
@@ -172,7 +176,7 @@ def _field_mac(secret: bytes, label: bytes) -> hmac.HMAC:
     return hmac.HMAC(derive.finalize(), hashes.SHA256())
 
 
-def _unwrap(datakey: object) -> bytes:
+def _unwrap(datakey: DataKey) -> bytes:
     from keys.models import DataKey
 
     assert isinstance(datakey, DataKey)
@@ -187,7 +191,7 @@ def _unwrap(datakey: object) -> bytes:
     return secret
 
 
-def ensure_active_datakey(purpose: str) -> object:
+def ensure_active_datakey(purpose: str) -> DataKey:
     """Return the active data key for ``purpose``, creating it on first use."""
     from keys.models import DataKey
     from keys.services import create_data_key

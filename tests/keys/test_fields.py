@@ -91,6 +91,18 @@ def test_property_round_trip(text: str, number: int, data: object) -> None:
     assert (loaded.text, loaded.number, loaded.data) == (text, number, data)
 
 
+def test_decimal_accepts_floats_and_strings() -> None:
+    obj = EncryptedSample.objects.create(amount=1.5)
+    assert EncryptedSample.objects.get(pk=obj.pk).amount == Decimal("1.5")
+    obj = EncryptedSample.objects.create(amount="12.25")
+    assert EncryptedSample.objects.get(pk=obj.pk).amount == Decimal("12.25")
+
+
+def test_context_pins_the_associated_data_label() -> None:
+    field = keyfields.EncryptedCharField(max_length=5, context="legacy.model.field")
+    assert field.deconstruct()[3]["context"] == "legacy.model.field"
+
+
 def test_naive_datetime_is_made_aware_utc() -> None:
     with pytest.warns(RuntimeWarning, match="naive datetime"):
         obj = EncryptedSample.objects.create(moment=dt.datetime(2024, 1, 1, 12, 0))

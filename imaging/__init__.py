@@ -1,0 +1,4 @@
+"""Medical-image pipeline: sniff, scan, validate, redact, compress, encrypt, store, verify.
+
+Arrives with the imaging issue.
+"""

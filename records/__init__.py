@@ -1,0 +1,4 @@
+"""Medical records and appointments: encrypted clinical content, protected by RLS.
+
+Arrives with the clinical-domain issue.
+"""
