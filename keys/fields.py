@@ -82,32 +82,9 @@ class EncryptedAttribute:
         except KeyError:
             instance.refresh_from_db(fields=[self.attname])
             value = data[self.attname]
-        if value.__class__ is not bytes:
-            return value
-        field = self.field
-        row = data.get(ROW_CONTEXT)
-        # Fast path (the row's context is cached and the key is too); anything else — first
-        # field of a row, unknown key, malformed value, failed tag — goes through open_value,
-        # which validates and explains.
-        if row is not None and row[0] is data.get(SEALED_PK) and len(value) >= field._min_size:
-            token = value
-            context = field._prefix + row[1]
-            if field.search:
-                context += token[:INDEX_PREFIX_SIZE]
-                token = token[INDEX_PREFIX_SIZE:]
-            header = token[:_HEADER_SIZE]
-            aead = _aeads.get(header)
-            if aead is not None:
-                try:
-                    plaintext = aead.decrypt(token[_HEADER_SIZE:17], token[17:], header + context)
-                except InvalidTag:
-                    pass
-                else:
-                    value = field._decode(plaintext)
-                    data[self.attname] = value
-                    return value
-        value = field.open_value(data, value)
-        data[self.attname] = value
+        if value.__class__ is bytes:
+            value = self.field.open_value(data, value)
+            data[self.attname] = value
         return value
 
     def __set__(self, instance: models.Model, value: Any) -> None:
@@ -140,7 +117,6 @@ class EncryptedMixin(_MixinBase):
         self.search = search
         self.aad_context = context
         self._prefix = b""
-        self._min_size = _OVERHEAD
         self.label = ""
         self.pk_attname = "id"
         # str fields decode with the C method itself; the others through their decode().
@@ -158,7 +134,6 @@ class EncryptedMixin(_MixinBase):
         opts = cls._meta
         self.label = self.aad_context or f"{opts.app_label}.{opts.model_name}.{name}"
         self._prefix = self.label.encode() + b"\x00"
-        self._min_size = _OVERHEAD + (INDEX_PREFIX_SIZE if self.search else 0)
         if self.search:
             self._normalize = NORMALIZERS[self.search]
 
