@@ -8,6 +8,7 @@ the row's UUID); decrypting with a different context fails.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from keys import envelope
@@ -57,3 +58,13 @@ def index_token(prefix: bytes, mac: hmac.HMAC, normalized: str) -> bytes:
     h = mac.copy()
     h.update(normalized.encode())
     return prefix + h.finalize()[:INDEX_SIZE]
+
+
+def chain_hash(previous: bytes, payload: bytes) -> bytes:
+    """SHA-256(previous ‖ payload): one link of a tamper-evident hash chain."""
+    return hashlib.sha256(previous + payload).digest()
+
+
+def fingerprint(data: bytes) -> str:
+    """Hex SHA-256 of ``data``: a stable, one-way stand-in for a value that must not be stored."""
+    return hashlib.sha256(data).hexdigest()

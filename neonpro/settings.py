@@ -99,9 +99,11 @@ INSTALLED_APPS = [
     "channels",
     "keys",
     "neonpro.accounts",
+    "neonpro.audit",
     "neonpro.security",
     "certificates",
     "patients",
+    "records",
 ]
 
 MIDDLEWARE = [
@@ -112,6 +114,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "neonpro.security.middleware.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -152,6 +155,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
         "NEONPRO_DB_SERVER_SIDE_BINDING", True
     )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Audit events travel on their own connection, so each append commits on its own and
+    # holds the chain lock for one insert (see neonpro/audit/routers.py).
+    DATABASES["audit"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["neonpro.audit.routers.AuditRouter"]
+NEONPRO_DB_APP_ROLE = os.environ.get("NEONPRO_DB_APP_ROLE", "neonpro_app")
+NEONPRO_DB_OWNER_ROLE = os.environ.get("NEONPRO_DB_OWNER_ROLE", "neonpro_owner")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # -- Cache, Celery, Channels ---------------------------------------------------------------
@@ -177,6 +187,9 @@ NEONPRO_KEY_PROVIDER = os.environ.get("NEONPRO_KEY_PROVIDER", "local")
 NEONPRO_MASTER_KEY = os.environ.get("NEONPRO_MASTER_KEY") or None
 NEONPRO_MASTER_KEY_FILE = os.environ.get("NEONPRO_MASTER_KEY_FILE") or str(NEONPRO_DATA_DIR / "master.key")
 NEONPRO_KEY_CACHE_TTL = env_int("NEONPRO_KEY_CACHE_TTL", 300)
+
+# -- Access --------------------------------------------------------------------------------
+NEONPRO_BREAK_GLASS_MINUTES = env_int("NEONPRO_BREAK_GLASS_MINUTES", 60)
 
 # -- Certificates / TLS --------------------------------------------------------------------
 NEONPRO_TLS_DIR = Path(os.environ.get("NEONPRO_TLS_DIR", NEONPRO_DATA_DIR / "tls"))
@@ -235,6 +248,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "neonpro.security.api.exception_handler",
 }
 
 # -- Logging -------------------------------------------------------------------------------
@@ -242,7 +257,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_phi": {"()": "neonpro.audit.logging.RedactPHIFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_phi"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("NEONPRO_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -2,9 +2,23 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from neonpro.security import views as security_views
+from patients import api as patients_api
+from records import api as records_api
+
+api_v1 = [
+    path("patients/", patients_api.PatientListView.as_view(), name="patient-list"),
+    path("patients/search/", patients_api.PatientSearchView.as_view(), name="patient-search"),
+    path("patients/<uuid:pk>/", patients_api.PatientDetailView.as_view(), name="patient-detail"),
+    path("patients/<uuid:pk>/export/", patients_api.PatientExportView.as_view(), name="patient-export"),
+    path("patients/<uuid:pk>/emergency-access/", patients_api.EmergencyAccessView.as_view(), name="emergency-access"),
+    path("patients/<uuid:pk>/records/", records_api.PatientRecordsView.as_view(), name="patient-records"),
+    path("records/<uuid:pk>/", records_api.RecordDetailView.as_view(), name="record-detail"),
+    path("appointments/", records_api.AppointmentListView.as_view(), name="appointment-list"),
+    path("appointments/<uuid:pk>/", records_api.AppointmentDetailView.as_view(), name="appointment-detail"),
+]
 
 urlpatterns = [
     path("", security_views.home, name="home"),
@@ -16,4 +30,5 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
 ]

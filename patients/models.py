@@ -1,20 +1,66 @@
-"""The Patient: every identifying field is encrypted; SSN, MRN, email and phone are searchable."""
+"""Patients, their care teams and emergency (break-glass) access grants.
+
+Every identifying field is encrypted; SSN, MRN, email and phone are searchable. Rows are
+visible only as the row-level-security policies (see migrations) and ``scope_filter`` allow.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
+from django.conf import settings
 from django.core.validators import EmailValidator, RegexValidator
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 
 from keys.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField
+from neonpro.security.context import Identity
+from neonpro.security.scoping import NOTHING, ScopedManager
 
 ssn_validator = RegexValidator(r"^\d{3}-?\d{2}-?\d{4}$", "Enter an SSN as 123-45-6789.")
 phone_validator = RegexValidator(r"^\+?[0-9 ()./-]{7,32}$", "Enter a phone number of digits, spaces and + ( ) - .")
 
 
+def active_care_team(
+    clinician_id: uuid.UUID | None, today: dt.date | None = None
+) -> models.QuerySet[CareTeamMembership]:
+    today = today or timezone.localdate()
+    return CareTeamMembership._base_manager.filter(
+        Q(ends_on__isnull=True) | Q(ends_on__gte=today), clinician_id=clinician_id, starts_on__lte=today
+    )
+
+
+def active_grants(
+    clinician_id: uuid.UUID | None, now: dt.datetime | None = None
+) -> models.QuerySet[EmergencyAccessGrant]:
+    return EmergencyAccessGrant._base_manager.filter(
+        clinician_id=clinician_id, expires_at__gt=now or timezone.now(), ended_at__isnull=True
+    )
+
+
+def readable_patient_ids(identity: Identity) -> Q:
+    """Q on a ``patient_id`` column: the patients ``identity`` may read (not system)."""
+    if identity.role == "patient":
+        return Q(patient_id=identity.patient_id) if identity.patient_id else NOTHING
+    if identity.role == "clinician":
+        return Q(patient_id__in=active_care_team(identity.user_id).values("patient_id")) | Q(
+            patient_id__in=active_grants(identity.user_id).values("patient_id")
+        )
+    return NOTHING
+
+
 class Patient(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="patient_profile",
+        help_text="The patient's own portal account, if any.",
+    )
     full_name = EncryptedCharField(max_length=200)
     date_of_birth = EncryptedDateField()
     ssn = EncryptedCharField("SSN", max_length=11, search="digits", null=True, blank=True, validators=[ssn_validator])
@@ -22,12 +68,115 @@ class Patient(models.Model):
     email = EncryptedCharField(max_length=254, search="email", null=True, blank=True, validators=[EmailValidator()])
     phone = EncryptedCharField(max_length=32, search="digits", null=True, blank=True, validators=[phone_validator])
     address = EncryptedTextField(null=True, blank=True)
+    contact_by_email = models.BooleanField(default=False, help_text="Consent to be contacted by email.")
+    contact_by_sms = models.BooleanField(default=False, help_text="Consent to be contacted by SMS.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     active = models.BooleanField(default=True)
+
+    # Default manager: scoped to the caller. Base manager (Django internals): plain, with
+    # PostgreSQL RLS underneath.
+    objects = ScopedManager()
+    _plain = models.Manager()  # noqa: DJ012
+
+    class Meta:
+        base_manager_name = "_plain"
 
     def __str__(self) -> str:
         return f"Patient {self.pk}"
 
     def __repr__(self) -> str:
         return f"<Patient {self.pk}>"
+
+    @classmethod
+    def scope_filter(cls, identity: Identity) -> Q:
+        if identity.role == "patient":
+            if identity.patient_id:
+                return Q(id=identity.patient_id) | Q(user_id=identity.user_id)
+            return Q(user_id=identity.user_id)
+        if identity.role == "clinician":
+            return Q(id__in=active_care_team(identity.user_id).values("patient_id")) | Q(
+                id__in=active_grants(identity.user_id).values("patient_id")
+            )
+        return NOTHING
+
+
+class CareTeamMembership(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="care_team")
+    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="care_teams")
+    starts_on = models.DateField(default=timezone.localdate)
+    ends_on = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Default manager: scoped to the caller. Base manager (Django internals): plain, with
+    # PostgreSQL RLS underneath.
+    objects = ScopedManager()
+    _plain = models.Manager()  # noqa: DJ012
+
+    class Meta:
+        base_manager_name = "_plain"
+        indexes = [models.Index(fields=["clinician", "patient"], name="careteam_clinician_patient")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__isnull=True) | Q(ends_on__gte=models.F("starts_on")),
+                name="careteam_ends_after_start",
+            ),
+            models.UniqueConstraint(fields=["patient", "clinician", "starts_on"], name="careteam_unique_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Care team membership {self.pk}"
+
+    def is_active(self, today: dt.date) -> bool:
+        return self.starts_on <= today and (self.ends_on is None or self.ends_on >= today)
+
+    @classmethod
+    def scope_filter(cls, identity: Identity) -> Q:
+        if identity.role == "admin":
+            return Q()
+        if identity.role == "clinician":
+            return Q(clinician_id=identity.user_id)
+        if identity.role == "patient":
+            return Q(patient_id=identity.patient_id) if identity.patient_id else NOTHING
+        return NOTHING
+
+
+class EmergencyAccessGrant(models.Model):
+    """Break-glass: read-only access to one patient for a limited time, with a written reason."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_grants")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="emergency_grants")
+    reason = EncryptedTextField()
+    granted_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    # Default manager: scoped to the caller. Base manager (Django internals): plain, with
+    # PostgreSQL RLS underneath.
+    objects = ScopedManager()
+    _plain = models.Manager()  # noqa: DJ012
+
+    class Meta:
+        base_manager_name = "_plain"
+        indexes = [models.Index(fields=["clinician", "patient", "expires_at"], name="grant_clinician_patient")]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("granted_at")), name="grant_expires_after_start")
+        ]
+
+    def __str__(self) -> str:
+        return f"Emergency access grant {self.pk}"
+
+    def is_active(self, now: dt.datetime) -> bool:
+        return self.ended_at is None and self.expires_at > now
+
+    @classmethod
+    def scope_filter(cls, identity: Identity) -> Q:
+        if identity.role == "admin":
+            return Q()
+        if identity.role == "clinician":
+            return Q(clinician_id=identity.user_id)
+        if identity.role == "patient":
+            return Q(patient_id=identity.patient_id) if identity.patient_id else NOTHING
+        return NOTHING

@@ -1,15 +1,27 @@
-"""The fixture library: real PostgreSQL and Redis, a per-session master key, sample models."""
+"""The fixture library: real PostgreSQL and Redis, RLS-aware roles, personas, factories.
+
+The test database is created and migrated by the *owner* role; every test then runs as the
+*application* role (NOSUPERUSER NOBYPASSRLS, owns nothing), as production does — a suite
+running as a superuser or table owner would see every row and prove nothing.
+"""
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
 
 TEST_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
+OWNER_ROLE = "neonpro_owner"
+APP_ROLE = "neonpro_app"
+_ADMIN_USER: dict[str, str] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -24,6 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.NEONPRO_MASTER_KEY = TEST_MASTER_KEY
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.NEONPRO_DB_APP_ROLE = APP_ROLE
+    settings.NEONPRO_DB_OWNER_ROLE = OWNER_ROLE
     # Templates resolve {% static %} without a collectstatic manifest.
     settings.STORAGES = {
         **settings.STORAGES,
@@ -32,16 +46,68 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 
+def _use_role(role: str) -> None:
+    from django.db import connections
+
+    for alias in settings.DATABASES:
+        settings.DATABASES[alias]["USER"] = role
+        settings.DATABASES[alias]["PASSWORD"] = ""
+        connections[alias].close()
+        connections[alias].settings_dict["USER"] = role
+        connections[alias].settings_dict["PASSWORD"] = ""
+
+
+def superuser_dsn(dbname: str = "postgres") -> str:
+    db = settings.DATABASES["default"]
+    user = _ADMIN_USER.get("user") or db["USER"]
+    return f"host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432} user={user} dbname={dbname}"
+
+
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> None:
-    """Create the tables of the test-only sample models next to the migrated ones."""
+def django_db_modify_db_settings() -> None:
+    """Before the test database exists: create both roles (as the configured superuser), then
+    let the owner role create and migrate the test database."""
+    from neonpro.security.db import create_roles
+
+    _ADMIN_USER["user"] = settings.DATABASES["default"]["USER"]
+    with psycopg.connect(superuser_dsn(), autocommit=True) as conn, conn.cursor() as cursor:
+        create_roles(cursor, owner=OWNER_ROLE, app=APP_ROLE, database="postgres")
+    _use_role(OWNER_ROLE)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """After migrations (run as the owner): sample tables, grants, then switch to the app role."""
     from django.db import connection
 
+    from neonpro.security.db import grant_runtime_privileges
     from tests.keys.sample_models import SAMPLE_MODELS
 
-    with django_db_blocker.unblock(), connection.schema_editor() as editor:  # type: ignore[attr-defined]
-        for model in SAMPLE_MODELS:
-            editor.create_model(model)
+    with django_db_blocker.unblock():
+        with connection.schema_editor() as editor:
+            for model in SAMPLE_MODELS:
+                editor.create_model(model)
+        assert grant_runtime_privileges("default")
+    _use_role(APP_ROLE)
+    yield
+    _use_role(OWNER_ROLE)
+
+
+@pytest.fixture
+def owner_cursor(django_db_blocker: Any) -> Iterator[Any]:
+    """A separate connection as the table owner (a DBA's view), autocommit."""
+    from django.db import connection
+
+    dbname = connection.settings_dict["NAME"]
+    db = settings.DATABASES["default"]
+    with (
+        psycopg.connect(
+            f"host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432} user={OWNER_ROLE} dbname={dbname}",
+            autocommit=True,
+        ) as conn,
+        conn.cursor() as cursor,
+    ):
+        yield cursor
 
 
 @pytest.fixture(autouse=True)
@@ -58,25 +124,52 @@ def _fresh_keyring() -> Iterator[None]:
 
 
 @pytest.fixture
-def other_master_key(settings: pytest.FixtureRequest) -> Iterator[str]:
+def other_master_key(settings: Any) -> Iterator[str]:
     """Switch the configured master key to a different one for the test."""
     key = base64.b64encode(os.urandom(32)).decode()
-    settings.NEONPRO_MASTER_KEY = key  # type: ignore[attr-defined]
+    settings.NEONPRO_MASTER_KEY = key
     yield key
 
 
 @pytest.fixture
-def patient_factory(db: None):  # type: ignore[no-untyped-def]
-    import datetime as dt
-    import itertools
+def system(db: None) -> Iterator[Any]:
+    """Named bypass: the test body acts as the system (full access, as seeding does)."""
+    from neonpro.security.context import system_context
 
+    with system_context("test setup") as identity:
+        yield identity
+
+
+def as_identity(user: Any) -> Any:
+    """Context manager: act as ``user`` (their role, their patient id) for a block."""
+    from neonpro.security.context import acting_as, identity_for_user
+
+    return acting_as(identity_for_user(user))
+
+
+@pytest.fixture
+def user_factory(db: None) -> Callable[..., Any]:
+    from neonpro.accounts.models import User
+
+    counter = itertools.count(1)
+
+    def make(role: str = "clinician", **fields: Any) -> Any:
+        n = next(counter)
+        fields.setdefault("username", f"{role}{n}")
+        return User.objects.create_user(password="correct horse battery staple", role=role, **fields)
+
+    return make
+
+
+@pytest.fixture
+def patient_factory(db: None) -> Callable[..., Any]:
     from patients.services import register_patient
 
     counter = itertools.count(1)
 
-    def make(**overrides):  # type: ignore[no-untyped-def]
+    def make(**overrides: Any) -> Any:
         n = next(counter)
-        fields = {
+        fields: dict[str, Any] = {
             "full_name": f"Canary Person {n}",
             "date_of_birth": dt.date(1980, 1, 1) + dt.timedelta(days=n),
             "mrn": f"MRN-{n:06d}",
@@ -89,3 +182,49 @@ def patient_factory(db: None):  # type: ignore[no-untyped-def]
         return register_patient(**fields)
 
     return make
+
+
+@pytest.fixture
+def care_team(db: None) -> Callable[..., Any]:
+    """Put a clinician on a patient's care team (as the system)."""
+    from neonpro.security.context import system_context
+    from patients.models import CareTeamMembership
+
+    def add(patient: Any, clinician: Any, **fields: Any) -> Any:
+        with system_context("test care team"):
+            return CareTeamMembership.objects.create(patient=patient, clinician=clinician, **fields)
+
+    return add
+
+
+@pytest.fixture
+def world(user_factory: Callable[..., Any], patient_factory: Callable[..., Any], care_team: Callable[..., Any]) -> Any:
+    """Personas: two patients with accounts, their clinician, an outsider clinician, an admin."""
+
+    class World:
+        pass
+
+    w = World()
+    w.alice_user = user_factory("patient", username="alice")
+    w.bob_user = user_factory("patient", username="bob")
+    w.alice = patient_factory(full_name="Alice Canary", user=w.alice_user)
+    w.bob = patient_factory(full_name="Bob Canary", user=w.bob_user)
+    w.doctor = user_factory("clinician", username="dr.care")
+    w.outsider = user_factory("clinician", username="dr.outside")
+    w.admin = user_factory("admin", username="admin1", is_staff=True)
+    care_team(w.alice, w.doctor)
+    return w
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every database test may write audit events, which travel on the ``audit`` alias."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        uses_db = {"db", "transactional_db", "django_db_reset_sequences"} & set(getattr(item, "fixturenames", ()))
+        if marker is None and not uses_db:
+            continue
+        if marker is not None and "databases" in marker.kwargs:
+            continue
+        args = marker.args if marker is not None else ()
+        kwargs = {**(marker.kwargs if marker is not None else {}), "databases": ["default", "audit"]}
+        item.add_marker(pytest.mark.django_db(*args, **kwargs), append=False)

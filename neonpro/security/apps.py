@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -5,3 +9,17 @@ class SecurityConfig(AppConfig):
     name = "neonpro.security"
     label = "security"
     verbose_name = "Security"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from neonpro.security import checks  # noqa: F401 - registers the runtime-role check
+
+        post_migrate.connect(_grant_after_migrate, dispatch_uid="neonpro-grant-after-migrate")
+
+
+def _grant_after_migrate(*, using: str = "default", **kwargs: Any) -> None:
+    """Tables a migration created get the application role's privileges straight away."""
+    from neonpro.security.db import grant_runtime_privileges
+
+    grant_runtime_privileges(using)

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError, SystemCheckError
 from keys.checks import check_master_key
 from keys.models import DataKey
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("system")]
 
 
 def _run(*args: str) -> tuple[str, str]:

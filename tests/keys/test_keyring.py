@@ -13,7 +13,7 @@ from keys.models import DataKey
 from keys.services import create_data_key
 from patients.models import Patient
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("system")]
 
 
 class Clock:

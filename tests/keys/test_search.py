@@ -14,7 +14,7 @@ from keys.services import create_data_key
 from patients.models import Patient
 from tests.keys.sample_models import EncryptedSample
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("system")]
 
 
 def test_filter_by_ssn_in_any_spelling(patient_factory) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from keys.exceptions import AuthenticationError, DecryptionError, MasterKeyError
 from keys.models import DataKey
 from patients.models import Patient
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("system")]
 
 
 def _raw(pk: object, column: str) -> bytes:

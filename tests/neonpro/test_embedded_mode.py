@@ -45,12 +45,17 @@ def test_embedded_mode_seeds_encrypted_searchable_patients(tmp_path: Path) -> No
     lookup = _manage(
         "shell",
         "-c",
-        "from patients.models import Patient; p = Patient.objects.get(ssn='900 12 0002'); "
-        "print(p.mrn, Patient.objects.filter(email__in=['ADA.DEMO@example.org']).count())",
+        "from patients.models import Patient; from neonpro.security.context import system_context\n"
+        "print(Patient.objects.filter(ssn='900 12 0002').count())\n"
+        "with system_context('test'):\n"
+        "    p = Patient.objects.get(ssn='900 12 0002')\n"
+        "    print(p.mrn, Patient.objects.filter(email__in=['ADA.DEMO@example.org']).count())",
         env=env,
     )
     assert lookup.returncode == 0, lookup.stderr
-    assert lookup.stdout.strip().splitlines()[-1] == "MRN-000102 1"
+    lines = lookup.stdout.strip().splitlines()
+    assert lines[-2] == "0", "without an identity the ORM shows no patient, even on SQLite"
+    assert lines[-1] == "MRN-000102 1"
 
     with sqlite3.connect(tmp_path / "neonpro.sqlite3") as db:
         rows = db.execute("SELECT * FROM patients_patient").fetchall()

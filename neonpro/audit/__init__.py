@@ -1,0 +1,1 @@
+"""Append-only, hash-chained audit log of every access to PHI — which never records PHI."""

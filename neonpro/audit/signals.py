@@ -1,0 +1,44 @@
+"""Authentication events: login, logout and failed login reach the audit log.
+
+Django's auth signals are the only hook these events have, so they are received here. A
+failed login records that it happened and a one-way fingerprint of the username tried,
+never the username or password.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.dispatch import receiver
+
+from keys.crypto import fingerprint
+from neonpro.audit.services import record_event
+
+
+class _Actor:
+    def __init__(self, user: Any) -> None:
+        self.user_id = getattr(user, "pk", None)
+        self.role = getattr(user, "role", "")
+
+
+@receiver(user_logged_in)
+def _logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    record_event("auth.login", actor=_Actor(user), resource_type="accounts.user", resource_id=user.pk)
+
+
+@receiver(user_logged_out)
+def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    if user is not None:
+        record_event("auth.logout", actor=_Actor(user), resource_type="accounts.user", resource_id=user.pk)
+
+
+@receiver(user_login_failed)
+def _login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+    username = str(credentials.get("username", ""))
+    record_event(
+        "auth.login_failed",
+        outcome="denied",
+        actor=_Actor(None),
+        details={"username_fingerprint": fingerprint(username.encode())[:32]},
+    )

@@ -1,0 +1,35 @@
+"""One way to fetch a PHI row: visible to the caller, or "does not exist" — and audited.
+
+A row the caller may not see and a row that does not exist get the same answer (404), and
+both leave a ``denied`` audit event naming the id that was asked for.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+from django.db import models
+
+from neonpro.audit.services import record_event
+
+M = TypeVar("M", bound=models.Model)
+
+
+def label_of(model: type[models.Model]) -> str:
+    return f"{model._meta.app_label}.{model._meta.model_name}"
+
+
+def get_visible(model: type[M], pk: uuid.UUID | str, *, action: str, purpose: str = "") -> M:
+    """The row ``pk`` through the model's scoped manager; raises ``model.DoesNotExist``."""
+    try:
+        return model._default_manager.get(pk=pk)  # type: ignore[no-any-return]
+    except (model.DoesNotExist, ValueError, TypeError) as exc:  # type: ignore[attr-defined]
+        record_event(action, outcome="denied", resource_type=label_of(model), resource_id=pk, purpose=purpose)
+        raise model.DoesNotExist(f"No {model._meta.verbose_name} with that id.") from exc  # type: ignore[attr-defined]
+
+
+def patient_id_of(obj: Any) -> uuid.UUID | None:
+    if hasattr(obj, "patient_id"):
+        return obj.patient_id  # type: ignore[no-any-return]
+    return getattr(obj, "pk", None)

@@ -1,0 +1,58 @@
+"""API plumbing shared by every app: error mapping and role permissions.
+
+Errors are specific and safe: a row the caller cannot see is a plain 404, a validation
+problem names the field, and anything unexpected is a bare 500 (details go to the log,
+never PHI — the logging filter redacts PHI-shaped values).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import permissions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from keys.exceptions import ProviderError
+from neonpro.security.context import Identity, current_identity
+
+logger = logging.getLogger(__name__)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ObjectDoesNotExist):
+        return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, DjangoValidationError):
+        body = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, ProviderError):
+        logger.error("key provider unavailable: %s", type(exc).__name__)
+        return Response({"detail": "Encryption service unavailable; try again shortly."}, status=503)
+    return drf_exception_handler(exc, context)
+
+
+def identity_of(request: Request) -> Identity:
+    identity = current_identity()
+    if identity is None:  # pragma: no cover - the middleware always sets one
+        raise RuntimeError("no request identity: RequestContextMiddleware is not installed")
+    return identity
+
+
+class HasCareRole(permissions.BasePermission):
+    """Patients and clinicians work with PHI; administrators manage, they do not read."""
+
+    message = "Your role has no access to patient data."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return identity_of(request).role in ("patient", "clinician")
+
+
+class IsClinician(permissions.BasePermission):
+    message = "Only clinicians can do this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return identity_of(request).role == "clinician"

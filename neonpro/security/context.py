@@ -1,0 +1,123 @@
+"""Who is acting: the identity every database transaction carries.
+
+Guarantees:
+
+* Work on PHI runs inside ``acting_as(identity)``: one transaction that first sets
+  ``neonpro.user_id``, ``neonpro.role`` and ``neonpro.patient_id`` with
+  ``set_config(..., true)`` — transaction-local, so nothing survives on a pooled connection
+  (safe behind a transaction-mode pooler: no session-level ``SET``).
+* PostgreSQL row-level security reads those settings; the ORM's scoped managers read the
+  same identity from a context variable, so SQLite (the embedded mode) filters the same way.
+* No identity means no PHI rows (default deny), in the database and in the ORM.
+* ``system_context(reason)`` is the one, explicit way to act beyond a user's rights
+  (seeding, key re-encryption, registration); the caller audits it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+ROLES = ("patient", "clinician", "admin", "agent", "system")
+SYSTEM_ACTOR = uuid.UUID("00000000-0000-0000-0000-000000000000")
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: uuid.UUID | None
+    role: str
+    patient_id: uuid.UUID | None = None
+    scopes: tuple[str, ...] = ()
+
+    @property
+    def is_system(self) -> bool:
+        return self.role == "system"
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.user_id is None and not self.is_system
+
+
+ANONYMOUS = Identity(user_id=None, role="")
+SYSTEM = Identity(user_id=SYSTEM_ACTOR, role="system")
+
+_current: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("neonpro_identity", default=None)
+
+
+def current_identity() -> Identity | None:
+    """The identity of the innermost ``acting_as`` block, or None outside one."""
+    return _current.get()
+
+
+def _apply(identity: Identity, using: str) -> None:
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('neonpro.user_id', %s, true), set_config('neonpro.role', %s, true), "
+            "set_config('neonpro.patient_id', %s, true), set_config('neonpro.scopes', %s, true)",
+            [
+                str(identity.user_id) if identity.user_id else "",
+                identity.role,
+                str(identity.patient_id) if identity.patient_id else "",
+                " ".join(identity.scopes),
+            ],
+        )
+
+
+@contextmanager
+def acting_as(identity: Identity, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Identity]:
+    """Run the block in a transaction whose database identity is ``identity``.
+
+    Nested blocks switch identity for their duration (a savepoint) and restore the outer
+    one afterwards, both in the database and in the ORM.
+    """
+    outer = _current.get()
+    token = _current.set(identity)
+    try:
+        with transaction.atomic(using=using):
+            _apply(identity, using)
+            try:
+                yield identity
+            finally:
+                if outer is not None and connections[using].in_atomic_block:
+                    _apply(outer, using)
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def system_context(reason: str, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[Identity]:
+    """Act as the system (full access) — for seeding, registration, maintenance jobs.
+
+    ``reason`` is mandatory so every use is deliberate and can be audited by the caller.
+    """
+    if not reason or not reason.strip():
+        raise ValueError("system_context needs a reason")
+    with acting_as(SYSTEM, using=using) as identity:
+        yield identity
+
+
+def identity_for_user(user: Any, *, using: str = DEFAULT_DB_ALIAS) -> Identity:
+    """The identity of an authenticated user (ANONYMOUS for anyone else).
+
+    A patient user's own Patient id is looked up under their identity (RLS lets a patient
+    see the Patient row linked to their account), then carried as ``neonpro.patient_id``.
+    """
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return ANONYMOUS
+    role = user.role if user.role in ROLES and user.role != "system" else ""
+    identity = Identity(user_id=user.pk, role=role)
+    if role == "patient":
+        from patients.services import patient_id_for_user
+
+        with acting_as(identity, using=using):
+            identity = Identity(user_id=user.pk, role=role, patient_id=patient_id_for_user(user.pk))
+    return identity

@@ -1,0 +1,54 @@
+"""``manage.py db roles|grant|check``: database roles for row-level security."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+
+from neonpro.security import db
+
+
+class Command(BaseCommand):
+    help = "Create the owner and application database roles, grant privileges, check RLS."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        roles = sub.add_parser("roles", help="Create both roles (run as a superuser, once).")
+        roles.add_argument("--owner", default=None, help="Owner role (default NEONPRO_DB_OWNER_ROLE).")
+        roles.add_argument("--app", default=None, help="Application role (default NEONPRO_DB_APP_ROLE).")
+        roles.add_argument("--app-password-file", type=Path, default=None)
+        sub.add_parser("grant", help="Grant the application role its privileges (run as the owner).")
+        sub.add_parser("check", help="Show RLS status of PHI tables and whether this role may serve.")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        if connection.vendor != "postgresql":
+            raise CommandError("database roles and row-level security need PostgreSQL")
+        getattr(self, f"handle_{action}")(**options)
+
+    def handle_roles(self, *, owner: str | None, app: str | None, app_password_file: Path | None, **_: Any) -> None:
+        password = app_password_file.read_text().strip() if app_password_file else None
+        owner, app = owner or db.owner_role(), app or db.app_role()
+        with connection.cursor() as cursor:
+            db.create_roles(
+                cursor, owner=owner, app=app, database=connection.settings_dict["NAME"], app_password=password
+            )
+        self.stdout.write(f"Roles ready: owner {owner} (runs migrations), application {app} (serves requests).")
+
+    def handle_grant(self, **_: Any) -> None:
+        if not db.grant_runtime_privileges():
+            raise CommandError(f"role {db.app_role()} does not exist: run `manage.py db roles` as a superuser first")
+        self.stdout.write(f"Granted {db.app_role()} DML on all tables (audit log: INSERT and SELECT only).")
+
+    def handle_check(self, **_: Any) -> None:
+        for table, (enabled, forced, count) in sorted(db.rls_status().items()):
+            self.stdout.write(f"{table:<32} enabled={enabled} forced={forced} policies={count}")
+        problems = db.runtime_role_problems()
+        for problem in problems:
+            self.stderr.write(f"FAIL  {problem}")
+        if problems:
+            raise CommandError("this role must not serve requests")
+        self.stdout.write("This role may serve requests: row-level security applies to it.")

@@ -1,0 +1,90 @@
+"""Patient API: thin views over patients.services."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from neonpro.security.access import get_visible
+from neonpro.security.api import HasCareRole, IsClinician, identity_of
+from patients import services
+from patients.models import Patient
+from patients.serializers import (
+    EmergencyAccessSerializer,
+    PatientCreateSerializer,
+    PatientSerializer,
+    PatientUpdateSerializer,
+    SearchSerializer,
+)
+
+
+class PatientListView(APIView):
+    permission_classes = [IsAuthenticated, HasCareRole]
+
+    def get(self, request: Request) -> Response:
+        patients = services.list_patients(identity_of(request))
+        return Response(PatientSerializer(patients, many=True).data)
+
+    def post(self, request: Request) -> Response:
+        identity = identity_of(request)
+        if identity.role != "clinician":
+            return Response({"detail": "Only clinicians register patients."}, status=status.HTTP_403_FORBIDDEN)
+        serializer = PatientCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        patient = services.register_patient(by=identity, **serializer.validated_data)
+        return Response(PatientSerializer(patient).data, status=status.HTTP_201_CREATED)
+
+
+class PatientDetailView(APIView):
+    permission_classes = [IsAuthenticated, HasCareRole]
+
+    def get(self, request: Request, pk: uuid.UUID) -> Response:
+        return Response(PatientSerializer(services.get_patient(identity_of(request), pk)).data)
+
+    def patch(self, request: Request, pk: uuid.UUID) -> Response:
+        identity = identity_of(request)
+        patient = get_visible(Patient, pk, action="patient.update")
+        serializer = PatientUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        patient = services.update_patient(identity, patient, dict(serializer.validated_data))
+        return Response(PatientSerializer(patient).data)
+
+
+class PatientSearchView(APIView):
+    """Search by POST body, so the searched value never appears in a URL or access log."""
+
+    permission_classes = [IsAuthenticated, IsClinician]
+
+    def post(self, request: Request) -> Response:
+        serializer = SearchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        found = services.search_patients(identity_of(request), **serializer.validated_data)
+        return Response(PatientSerializer(found, many=True).data)
+
+
+class PatientExportView(APIView):
+    permission_classes = [IsAuthenticated, HasCareRole]
+
+    def get(self, request: Request, pk: uuid.UUID) -> Response:
+        return Response(services.export_patient(identity_of(request), pk))
+
+
+class EmergencyAccessView(APIView):
+    permission_classes = [IsAuthenticated, IsClinician]
+
+    def post(self, request: Request, pk: uuid.UUID) -> Response:
+        serializer = EmergencyAccessSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grant = services.request_emergency_access(identity_of(request), patient_id=pk, **serializer.validated_data)
+        body: dict[str, Any] = {
+            "grant": str(grant.pk),
+            "patient": str(grant.patient_id),
+            "expires_at": grant.expires_at,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)

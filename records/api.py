@@ -1,0 +1,80 @@
+"""Record and appointment API: thin views over records.services."""
+
+from __future__ import annotations
+
+import uuid
+
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from neonpro.security.access import get_visible
+from neonpro.security.api import HasCareRole, identity_of
+from records import services
+from records.models import Appointment, MedicalRecord
+from records.serializers import (
+    AppointmentCreateSerializer,
+    AppointmentSerializer,
+    AppointmentUpdateSerializer,
+    RecordSerializer,
+    RecordWriteSerializer,
+)
+
+
+class PatientRecordsView(APIView):
+    permission_classes = [IsAuthenticated, HasCareRole]
+
+    def get(self, request: Request, pk: uuid.UUID) -> Response:
+        return Response(RecordSerializer(services.list_records(identity_of(request), pk), many=True).data)
+
+    def post(self, request: Request, pk: uuid.UUID) -> Response:
+        serializer = RecordWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        record = services.create_record(identity_of(request), pk, dict(serializer.validated_data))
+        return Response(RecordSerializer(record).data, status=status.HTTP_201_CREATED)
+
+
+class RecordDetailView(APIView):
+    permission_classes = [IsAuthenticated, HasCareRole]
+
+    def get(self, request: Request, pk: uuid.UUID) -> Response:
+        return Response(RecordSerializer(services.get_record(identity_of(request), pk)).data)
+
+    def patch(self, request: Request, pk: uuid.UUID) -> Response:
+        record = get_visible(MedicalRecord, pk, action="record.update")
+        serializer = RecordWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        record = services.update_record(identity_of(request), record, dict(serializer.validated_data))
+        return Response(RecordSerializer(record).data)
+
+
+class AppointmentListView(APIView):
+    permission_classes = [IsAuthenticated, HasCareRole]
+
+    def get(self, request: Request) -> Response:
+        appointments = services.list_appointments(identity_of(request))
+        return Response(AppointmentSerializer(appointments, many=True).data)
+
+    def post(self, request: Request) -> Response:
+        serializer = AppointmentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        patient_id = data.pop("patient")
+        appointment = services.create_appointment(identity_of(request), patient_id, data)
+        return Response(AppointmentSerializer(appointment).data, status=status.HTTP_201_CREATED)
+
+
+class AppointmentDetailView(APIView):
+    permission_classes = [IsAuthenticated, HasCareRole]
+
+    def get(self, request: Request, pk: uuid.UUID) -> Response:
+        return Response(AppointmentSerializer(services.get_appointment(identity_of(request), pk)).data)
+
+    def patch(self, request: Request, pk: uuid.UUID) -> Response:
+        appointment = get_visible(Appointment, pk, action="appointment.update")
+        serializer = AppointmentUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        appointment = services.update_appointment(identity_of(request), appointment, dict(serializer.validated_data))
+        return Response(AppointmentSerializer(appointment).data)

@@ -1,0 +1,106 @@
+"""Medical records and appointments: clinical content encrypted, rows scoped by patient."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from keys.fields import EncryptedJSONField, EncryptedTextField
+from neonpro.security.context import Identity
+from neonpro.security.scoping import ScopedManager
+from patients.models import Patient, readable_patient_ids
+
+
+class MedicalRecord(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="records")
+    provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="authored_records")
+    record_date = models.DateField(default=timezone.localdate)
+    diagnosis = EncryptedTextField(blank=True, default="")
+    treatment_plan = EncryptedTextField(blank=True, default="")
+    medications = EncryptedTextField(blank=True, default="")
+    lab_results = EncryptedJSONField(null=True, blank=True)
+    notes = EncryptedTextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Default manager: scoped to the caller. Base manager (Django internals): plain, with
+    # PostgreSQL RLS underneath.
+    objects = ScopedManager()
+    _plain = models.Manager()  # noqa: DJ012
+
+    class Meta:
+        base_manager_name = "_plain"
+        indexes = [models.Index(fields=["patient", "record_date"], name="record_patient_date")]
+
+    def __str__(self) -> str:
+        return f"Medical record {self.pk}"
+
+    def __repr__(self) -> str:
+        return f"<MedicalRecord {self.pk}>"
+
+    @classmethod
+    def scope_filter(cls, identity: Identity) -> Q:
+        return readable_patient_ids(identity)
+
+
+class Appointment(models.Model):
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        CONFIRMED = "confirmed", "Confirmed"
+        CANCELLED = "cancelled", "Cancelled"
+        COMPLETED = "completed", "Completed"
+        NO_SHOW = "no_show", "No-show"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments")
+    provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appointments")
+    scheduled_at = models.DateTimeField()
+    duration_minutes = models.PositiveSmallIntegerField(
+        default=30, validators=[MinValueValidator(5), MaxValueValidator(8 * 60)]
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
+    reason = EncryptedTextField(blank=True, default="")
+    notes = EncryptedTextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Default manager: scoped to the caller. Base manager (Django internals): plain, with
+    # PostgreSQL RLS underneath.
+    objects = ScopedManager()
+    _plain = models.Manager()  # noqa: DJ012
+
+    class Meta:
+        base_manager_name = "_plain"
+        indexes = [
+            models.Index(fields=["patient", "scheduled_at"], name="appointment_patient_time"),
+            models.Index(fields=["provider", "scheduled_at"], name="appointment_provider_time"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["requested", "confirmed", "cancelled", "completed", "no_show"]),
+                name="appointment_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(duration_minutes__gte=5, duration_minutes__lte=480), name="appointment_duration_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Appointment {self.pk}"
+
+    def __repr__(self) -> str:
+        return f"<Appointment {self.pk}>"
+
+    def ends_at(self) -> dt.datetime:
+        return self.scheduled_at + dt.timedelta(minutes=self.duration_minutes)
+
+    @classmethod
+    def scope_filter(cls, identity: Identity) -> Q:
+        return readable_patient_ids(identity)

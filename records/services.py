@@ -1,0 +1,191 @@
+"""Medical record and appointment use cases: transaction, permission, audit — in one place."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from neonpro.audit.services import record_event
+from neonpro.security.access import get_visible
+from neonpro.security.context import Identity
+from patients.models import Patient, active_care_team
+from records.models import Appointment, MedicalRecord
+
+RECORD = "records.medicalrecord"
+APPOINTMENT = "records.appointment"
+RECORD_FIELDS = ("record_date", "diagnosis", "treatment_plan", "medications", "lab_results", "notes")
+APPOINTMENT_FIELDS = ("scheduled_at", "duration_minutes", "status", "reason", "notes")
+PATIENT_APPOINTMENT_STATUSES = ("requested", "cancelled")
+
+
+def _require_care_team(identity: Identity, patient_id: uuid.UUID) -> None:
+    if identity.role == "system":
+        return
+    if identity.role != "clinician" or not active_care_team(identity.user_id).filter(patient_id=patient_id).exists():
+        raise PermissionDenied("Only clinicians on the patient's care team can change clinical records.")
+
+
+def list_records(identity: Identity, patient_id: uuid.UUID | str) -> list[MedicalRecord]:
+    patient = get_visible(Patient, patient_id, action="record.list")
+    records = list(MedicalRecord.objects.filter(patient=patient).order_by("-record_date", "-created_at"))
+    record_event(
+        "record.list",
+        resource_type=RECORD,
+        patient_id=patient.pk,
+        details={"count": len(records), "ids": [r.pk for r in records]},
+    )
+    return records
+
+
+def get_record(identity: Identity, pk: uuid.UUID | str) -> MedicalRecord:
+    record = get_visible(MedicalRecord, pk, action="record.read")
+    record_event("record.read", resource_type=RECORD, resource_id=record.pk, patient_id=record.patient_id)
+    return record
+
+
+def create_record(identity: Identity, patient_id: uuid.UUID | str, data: dict[str, Any]) -> MedicalRecord:
+    """Raises Patient.DoesNotExist (not visible), PermissionDenied (read-only access), ValidationError."""
+    patient = get_visible(Patient, patient_id, action="record.create")
+    _require_care_team(identity, patient.pk)
+    unknown = sorted(set(data) - set(RECORD_FIELDS))
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in unknown})
+    record = MedicalRecord(patient=patient, provider_id=identity.user_id, **data)
+    record.full_clean(exclude=["provider"] if identity.role == "system" else None)
+    with transaction.atomic():
+        record.save(force_insert=True)
+        record_event(
+            "record.create",
+            resource_type=RECORD,
+            resource_id=record.pk,
+            patient_id=patient.pk,
+            details={"fields": sorted(data)},
+        )
+    return record
+
+
+def update_record(identity: Identity, record: MedicalRecord, changes: dict[str, Any]) -> MedicalRecord:
+    _require_care_team(identity, record.patient_id)
+    unknown = sorted(set(changes) - set(RECORD_FIELDS))
+    if unknown:
+        raise ValidationError({name: "You cannot change this field." for name in unknown})
+    for name, value in changes.items():
+        setattr(record, name, value)
+    record.full_clean()
+    with transaction.atomic():
+        record.save(update_fields=[*changes, "updated_at"])
+        record_event(
+            "record.update",
+            resource_type=RECORD,
+            resource_id=record.pk,
+            patient_id=record.patient_id,
+            details={"fields": sorted(changes)},
+        )
+    return record
+
+
+def list_appointments(identity: Identity, *, patient_id: uuid.UUID | str | None = None) -> list[Appointment]:
+    queryset = Appointment.objects.order_by("scheduled_at")
+    if patient_id is not None:
+        patient = get_visible(Patient, patient_id, action="appointment.list")
+        queryset = queryset.filter(patient=patient)
+    appointments = list(queryset[:500])
+    record_event(
+        "appointment.list",
+        resource_type=APPOINTMENT,
+        details={"count": len(appointments), "ids": [a.pk for a in appointments]},
+    )
+    return appointments
+
+
+def get_appointment(identity: Identity, pk: uuid.UUID | str) -> Appointment:
+    appointment = get_visible(Appointment, pk, action="appointment.read")
+    record_event(
+        "appointment.read", resource_type=APPOINTMENT, resource_id=appointment.pk, patient_id=appointment.patient_id
+    )
+    return appointment
+
+
+def create_appointment(identity: Identity, patient_id: uuid.UUID | str, data: dict[str, Any]) -> Appointment:
+    """Clinicians book for care-team patients; patients request their own (status ``requested``)."""
+    patient = get_visible(Patient, patient_id, action="appointment.create")
+    unknown = sorted(set(data) - set(APPOINTMENT_FIELDS) - {"provider"})
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in unknown})
+    provider = data.pop("provider", None)
+    if identity.role == "patient":
+        if data.get("status", "requested") != "requested":
+            raise ValidationError({"status": "Patients request appointments; a clinician confirms them."})
+        if provider is None or getattr(provider, "role", None) != "clinician":
+            raise ValidationError({"provider": "Choose the clinician to see."})
+    else:
+        _require_care_team(identity, patient.pk)
+        provider = provider or identity.user_id
+    appointment = Appointment(patient=patient, provider_id=getattr(provider, "pk", provider), **data)
+    appointment.full_clean()
+    with transaction.atomic():
+        appointment.save(force_insert=True)
+        record_event("appointment.create", resource_type=APPOINTMENT, resource_id=appointment.pk, patient_id=patient.pk)
+    return appointment
+
+
+def update_appointment(identity: Identity, appointment: Appointment, changes: dict[str, Any]) -> Appointment:
+    if identity.role == "patient":
+        if set(changes) - {"status"} or changes.get("status") not in PATIENT_APPOINTMENT_STATUSES:
+            raise ValidationError({"status": "Patients can only cancel an appointment."})
+    else:
+        _require_care_team(identity, appointment.patient_id)
+    unknown = sorted(set(changes) - set(APPOINTMENT_FIELDS))
+    if unknown:
+        raise ValidationError({name: "You cannot change this field." for name in unknown})
+    for name, value in changes.items():
+        setattr(appointment, name, value)
+    appointment.full_clean()
+    with transaction.atomic():
+        appointment.save(update_fields=[*changes, "updated_at"])
+        record_event(
+            "appointment.update",
+            resource_type=APPOINTMENT,
+            resource_id=appointment.pk,
+            patient_id=appointment.patient_id,
+            details={"fields": sorted(changes)},
+        )
+    return appointment
+
+
+def export_records(patient_id: uuid.UUID) -> dict[str, Any]:
+    """Records and appointments of one (already authorised) patient, JSON-ready."""
+
+    def iso(value: dt.date | dt.datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "records": [
+            {
+                "id": str(r.pk),
+                "record_date": iso(r.record_date),
+                "provider": str(r.provider_id),
+                "diagnosis": r.diagnosis,
+                "treatment_plan": r.treatment_plan,
+                "medications": r.medications,
+                "lab_results": r.lab_results,
+                "notes": r.notes,
+            }
+            for r in MedicalRecord.objects.filter(patient_id=patient_id).order_by("record_date")
+        ],
+        "appointments": [
+            {
+                "id": str(a.pk),
+                "scheduled_at": iso(a.scheduled_at),
+                "duration_minutes": a.duration_minutes,
+                "status": a.status,
+                "provider": str(a.provider_id),
+                "reason": a.reason,
+            }
+            for a in Appointment.objects.filter(patient_id=patient_id).order_by("scheduled_at")
+        ],
+    }
