@@ -87,8 +87,10 @@ def acting_as(identity: Identity, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[
             try:
                 yield identity
             finally:
-                if outer is not None and connections[using].in_atomic_block:
-                    _apply(outer, using)
+                # set_config(..., true) outlives a released savepoint: hand the enclosing
+                # transaction back the identity it had (none, if it had none).
+                if connections[using].in_atomic_block and not connections[using].needs_rollback:
+                    _apply(outer or ANONYMOUS, using)
     finally:
         _current.reset(token)
 

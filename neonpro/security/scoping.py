@@ -33,5 +33,8 @@ class ScopedManager(models.Manager[Any]):
     _queryset_class = ScopedQuerySet
 
     def get_queryset(self) -> ScopedQuerySet:
-        queryset = ScopedQuerySet(self.model, using=self._db)
-        return queryset.visible_to(current_identity())
+        return self.visible_to(current_identity())
+
+    def visible_to(self, identity: Identity | None) -> ScopedQuerySet:
+        """Rows ``identity`` may see, whoever is acting now (the ORM half of the policies)."""
+        return ScopedQuerySet(self.model, using=self._db).visible_to(identity)

@@ -24,6 +24,7 @@ def _run(*args: str) -> tuple[str, str]:
 
 
 def test_init_creates_one_active_key_per_purpose_once() -> None:
+    DataKey.objects.all().delete()  # a fresh installation (other tests may have committed keys)
     out, _ = _run("init")
     assert "field" in out and "session" in out
     assert sorted(DataKey.objects.filter(status="active").values_list("purpose", flat=True)) == sorted(

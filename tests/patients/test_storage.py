@@ -43,7 +43,9 @@ def test_raw_select_shows_no_plaintext(patient_factory) -> None:  # type: ignore
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM patients_patient WHERE id = %s", [patient.pk])
         row = cursor.fetchone()
-        cursor.execute("SELECT encode(full_name, 'escape') || encode(ssn, 'hex') FROM patients_patient")
+        cursor.execute(
+            "SELECT encode(full_name, 'escape') || encode(ssn, 'hex') FROM patients_patient WHERE id = %s", [patient.pk]
+        )
         text_forms = " ".join(r[0] for r in cursor.fetchall())
     blob = b" ".join(bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode() for v in row)
     for needle in NEEDLES:

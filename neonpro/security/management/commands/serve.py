@@ -24,6 +24,8 @@ class Command(BaseCommand):
         import uvicorn
 
         self.check(databases=["default"])
+        # Refuse to serve as a role that bypasses row-level security (superuser, BYPASSRLS, owner).
+        self.check(databases=["default"], tags=["database"], include_deployment_checks=True)
         if settings.NEONPRO_TLS_CERT and settings.NEONPRO_TLS_KEY:
             cert, key = Path(settings.NEONPRO_TLS_CERT), Path(settings.NEONPRO_TLS_KEY)
         else:

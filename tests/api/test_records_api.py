@@ -1,0 +1,137 @@
+"""Records and appointments API: care-team writes, read-only break-glass, strict validation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from neonpro.accounts.models import Notification
+from neonpro.security.context import system_context
+from patients.models import EmergencyAccessGrant
+from tests.api.conftest import audit_events
+
+pytestmark = pytest.mark.django_db
+REASON = "Patient arrived unconscious; no care-team clinician on site."
+
+
+def records_url(patient: object) -> str:
+    return f"/api/v1/patients/{patient.pk}/records/"  # type: ignore[attr-defined]
+
+
+def test_care_team_clinician_writes_and_reads_records(api, world) -> None:  # type: ignore[no-untyped-def]
+    body = {"diagnosis": "Type 2 diabetes", "medications": "Metformin 500 mg", "lab_results": {"hba1c": 7.9}}
+    created = api(world.doctor).post(records_url(world.alice), body)
+    assert created.status_code == 201, created.content
+    record_id = created.json()["id"]
+    assert api(world.doctor).get(f"/api/v1/records/{record_id}/").json()["lab_results"] == {"hba1c": 7.9}
+    assert api(world.alice_user).get(records_url(world.alice)).json()[0]["diagnosis"] == "Type 2 diabetes"
+    assert api(world.bob_user).get(f"/api/v1/records/{record_id}/").status_code == 404
+    event = audit_events(action="record.create")[0]
+    assert event.details == {"fields": ["diagnosis", "lab_results", "medications"]}
+    assert "diabetes" not in event.canonical().decode().lower()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"record_date": "2024-13-01"}, "record_date"), ({"diagnosis": ["a"]}, "diagnosis"), ({"secret": 1}, "secret")],
+)
+def test_record_validation(api, world, body, field) -> None:  # type: ignore[no-untyped-def]
+    response = api(world.doctor).post(records_url(world.alice), body)
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_outsiders_and_patients_cannot_write_records(api, world) -> None:  # type: ignore[no-untyped-def]
+    assert api(world.outsider).post(records_url(world.alice), {"diagnosis": "x"}).status_code == 404
+    assert api(world.doctor).post(records_url(world.bob), {"diagnosis": "x"}).status_code == 404
+    assert api(world.alice_user).post(records_url(world.alice), {"diagnosis": "x"}).status_code == 403
+
+
+def test_break_glass_is_audited_notifies_admins_and_is_read_only(api, world) -> None:  # type: ignore[no-untyped-def]
+    client = api(world.outsider)
+    assert client.get(f"/api/v1/patients/{world.bob.pk}/").status_code == 404
+    short = client.post(f"/api/v1/patients/{world.bob.pk}/emergency-access/", {"reason": "urgent"})
+    assert short.status_code == 400 and "reason" in short.json()
+    granted = client.post(f"/api/v1/patients/{world.bob.pk}/emergency-access/", {"reason": REASON, "minutes": 30})
+    assert granted.status_code == 201, granted.content
+    assert client.get(f"/api/v1/patients/{world.bob.pk}/").status_code == 200
+    assert client.get(records_url(world.bob)).status_code == 200
+    assert client.patch(f"/api/v1/patients/{world.bob.pk}/", {"phone": "+1 555 000 1111"}).status_code == 403
+    assert client.post(records_url(world.bob), {"diagnosis": "x"}).status_code == 403
+
+    [start] = audit_events(action="break_glass.start", outcome="success")
+    assert start.purpose == "emergency" and start.patient_id == world.bob.pk
+    assert REASON[:20] not in start.canonical().decode()
+    [read] = audit_events(action="patient.read", outcome="success")
+    assert read.purpose == "emergency"
+    assert Notification.objects.filter(recipient=world.admin, kind="break_glass").count() == 1
+
+    with system_context("expire"):
+        EmergencyAccessGrant.objects.update(
+            granted_at=timezone.now() - dt.timedelta(hours=2), expires_at=timezone.now() - dt.timedelta(seconds=1)
+        )
+    assert client.get(f"/api/v1/patients/{world.bob.pk}/").status_code == 404
+
+
+def test_break_glass_for_an_unknown_patient_is_a_denied_404(api, world) -> None:  # type: ignore[no-untyped-def]
+    import uuid
+
+    response = api(world.outsider).post(f"/api/v1/patients/{uuid.uuid4()}/emergency-access/", {"reason": REASON})
+    assert response.status_code == 404
+    assert [e.outcome for e in audit_events(action="break_glass.start")] == ["denied"]
+
+
+def test_only_clinicians_break_glass(api, world) -> None:  # type: ignore[no-untyped-def]
+    url = f"/api/v1/patients/{world.bob.pk}/emergency-access/"
+    assert api(world.alice_user).post(url, {"reason": REASON}).status_code == 403
+    assert api(world.admin).post(url, {"reason": REASON}).status_code == 403
+
+
+def test_patient_requests_and_cancels_an_appointment(api, world) -> None:  # type: ignore[no-untyped-def]
+    when = (timezone.now() + dt.timedelta(days=3)).replace(microsecond=0).isoformat()
+    alice = api(world.alice_user)
+    confirmed = alice.post(
+        "/api/v1/appointments/",
+        {"patient": str(world.alice.pk), "provider": str(world.doctor.pk), "scheduled_at": when, "status": "confirmed"},
+    )
+    assert confirmed.status_code == 400 and "status" in confirmed.json()
+    created = alice.post(
+        "/api/v1/appointments/",
+        {"patient": str(world.alice.pk), "provider": str(world.doctor.pk), "scheduled_at": when, "reason": "Check-up"},
+    )
+    assert created.status_code == 201, created.content
+    appointment = created.json()
+    assert appointment["status"] == "requested"
+    for_bob = alice.post(
+        "/api/v1/appointments/", {"patient": str(world.bob.pk), "provider": str(world.doctor.pk), "scheduled_at": when}
+    )
+    assert for_bob.status_code == 404
+    assert api(world.bob_user).get(f"/api/v1/appointments/{appointment['id']}/").status_code == 404
+    doctor = api(world.doctor)
+    assert (
+        doctor.patch(f"/api/v1/appointments/{appointment['id']}/", {"status": "confirmed"}).json()["status"]
+        == "confirmed"
+    )
+    assert alice.patch(f"/api/v1/appointments/{appointment['id']}/", {"reason": "x"}).status_code == 400
+    assert (
+        alice.patch(f"/api/v1/appointments/{appointment['id']}/", {"status": "cancelled"}).json()["status"]
+        == "cancelled"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"scheduled_at": "tomorrow"}, "scheduled_at"),
+        ({"duration_minutes": 2}, "duration_minutes"),
+        ({"status": "maybe"}, "status"),
+        ({"patient": "nope"}, "patient"),
+    ],
+)
+def test_appointment_validation(api, world, body, field) -> None:  # type: ignore[no-untyped-def]
+    base = {"patient": str(world.alice.pk), "scheduled_at": timezone.now().isoformat()}
+    response = api(world.doctor).post("/api/v1/appointments/", {**base, **body})
+    assert response.status_code == 400
+    assert field in response.json()
