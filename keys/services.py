@@ -6,6 +6,7 @@ Every function documents what it raises; none returns or logs key material.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from keys.keyring import _unwrap, keyring
 from keys.models import DataKey
 from keys.providers import get_provider, reset_provider
 from keys.providers.local import generate_master_key, write_key_file
+from keys.signals import key_event
+
+logger = logging.getLogger(__name__)
 
 
 def create_data_key(purpose: str, *, activate: bool = True) -> DataKey:
@@ -49,6 +53,7 @@ def create_data_key(purpose: str, *, activate: bool = True) -> DataKey:
         datakey.wrapped_key = wrapped.blob
         datakey.wrapping_key_id = wrapped.key_id
         datakey.save(update_fields=["wrapped_key", "wrapping_key_id"])
+        key_event.send(__name__, action="key.create", outcome="success", key_id=datakey.pk, purpose=purpose, details={})
     return datakey
 
 
@@ -73,6 +78,8 @@ def create_master_key_file(path: Path | None = None) -> Path:
     write_key_file(target, generate_master_key())
     reset_provider()
     keyring.clear()
+    # Not an audit event: a new installation has no database yet when its master key is made.
+    logger.warning("new local master key written to %s", target)
     return target
 
 
@@ -118,6 +125,19 @@ def verify_keys() -> VerifyReport:
 
     Never raises for a key failure: each one is a line in ``report.failures``.
     """
+    report = _verify()
+    key_event.send(
+        __name__,
+        action="key.verify",
+        outcome="success" if report.ok else "error",
+        key_id=None,
+        purpose="",
+        details={"checked": len(report.checked), "failures": len(report.failures)},
+    )
+    return report
+
+
+def _verify() -> VerifyReport:
     report = VerifyReport()
     try:
         provider = get_provider()

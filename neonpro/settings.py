@@ -155,6 +155,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
         "NEONPRO_DB_SERVER_SIDE_BINDING", True
     )
+if (
+    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    and os.environ.get("NEONPRO_DB_POOLER") == "transaction"
+):
+    # Behind a transaction-mode pooler: no server-side cursors (Django already disables named
+    # prepared statements). The identity is transaction-local already (set_config(..., true)).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Audit events travel on their own connection, so each append commits on its own and
     # holds the chain lock for one insert (see neonpro/audit/routers.py).

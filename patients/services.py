@@ -211,7 +211,7 @@ def request_emergency_access(
         raise Patient.DoesNotExist("No patient with that id.")
     now = timezone.now()
     with transaction.atomic():
-        grant = EmergencyAccessGrant.objects.create(
+        grant: EmergencyAccessGrant = EmergencyAccessGrant.objects.create(
             clinician_id=identity.user_id,
             patient_id=patient_uuid,
             reason=reason,
@@ -232,7 +232,7 @@ def request_emergency_access(
 
 
 def end_emergency_access(identity: Identity, grant_id: uuid.UUID | str) -> EmergencyAccessGrant:
-    grant = get_visible(EmergencyAccessGrant, grant_id, action="break_glass.stop")
+    grant: EmergencyAccessGrant = get_visible(EmergencyAccessGrant, grant_id, action="break_glass.stop")
     if identity.role != "system" and grant.clinician_id != identity.user_id:
         raise PermissionDenied("Only the clinician who opened emergency access can end it.")
     with system_context("end emergency access"):

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from neonpro.audit.services import record_event
+from neonpro.audit.services import SYSTEM_ACTOR_ID, record_event
 from neonpro.security.access import get_visible
 from neonpro.security.context import Identity
 from patients.models import Patient, active_care_team
@@ -54,7 +54,7 @@ def create_record(identity: Identity, patient_id: uuid.UUID | str, data: dict[st
     unknown = sorted(set(data) - set(RECORD_FIELDS))
     if unknown:
         raise ValidationError({name: "Unknown field." for name in unknown})
-    record = MedicalRecord(patient=patient, provider_id=identity.user_id, **data)
+    record = MedicalRecord(patient=patient, provider_id=identity.user_id or SYSTEM_ACTOR_ID, **data)
     record.full_clean(exclude=["provider"] if identity.role == "system" else None)
     with transaction.atomic():
         record.save(force_insert=True)

@@ -140,6 +140,34 @@ def system(db: None) -> Iterator[Any]:
         yield identity
 
 
+def in_thread(fn: Callable[[], Any], timeout: float = 60) -> Any:
+    """Run ``fn`` on its own database connections (autocommit: its writes are committed), as
+    another process would, and return its result. The calling test must not hold the audit
+    chain lock (i.e. must not have written audit events yet) if ``fn`` writes some."""
+    import threading
+
+    from django.db import connections
+
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:
+            result["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{fn!r} did not finish within {timeout}s (waiting for a lock the test holds?)")
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
 def as_identity(user: Any) -> Any:
     """Context manager: act as ``user`` (their role, their patient id) for a block."""
     from neonpro.security.context import acting_as, identity_for_user

@@ -65,6 +65,6 @@ class AuditEvent(models.Model):
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
 
     def as_json(self) -> dict[str, Any]:
-        data = json.loads(self.canonical())
+        data: dict[str, Any] = json.loads(self.canonical())
         data.update(id=self.pk, prev_hash=bytes(self.prev_hash).hex(), hash=bytes(self.hash).hex())
         return data

@@ -20,10 +20,10 @@ def audit_alias() -> str:
 
 
 class AuditRouter:
-    def db_for_read(self, model: type, **hints: Any) -> str | None:
+    def db_for_read(self, model: Any, **hints: Any) -> str | None:
         return audit_alias() if model._meta.app_label == "audit" else None
 
-    def db_for_write(self, model: type, **hints: Any) -> str | None:
+    def db_for_write(self, model: Any, **hints: Any) -> str | None:
         return audit_alias() if model._meta.app_label == "audit" else None
 
     def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:

@@ -23,6 +23,16 @@ from keys.crypto import chain_hash, fingerprint
 from neonpro.audit.models import GENESIS, AuditEvent
 from neonpro.audit.routers import audit_alias
 
+SYSTEM_ACTOR_ID = uuid.UUID(int=0)
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: uuid.UUID | None
+    role: str
+
+
+SYSTEM_ACTOR = Actor(user_id=SYSTEM_ACTOR_ID, role="system")
 CHAIN_LOCK = 0x4E50_4155  # "NPAU": one advisory lock id for the whole chain
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:@/-]{0,80}$")
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")

@@ -1,4 +1,4 @@
-"""Authentication events: login, logout and failed login reach the audit log.
+"""Authentication and key events reach the audit log.
 
 Django's auth signals are the only hook these events have, so they are received here. A
 failed login records that it happened and a one-way fingerprint of the username tried,
@@ -13,6 +13,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 
 from keys.crypto import fingerprint
+from keys.signals import key_event
 from neonpro.audit.services import record_event
 
 
@@ -42,3 +43,14 @@ def _login_failed(sender: Any, credentials: dict[str, Any], request: Any = None,
         actor=_Actor(None),
         details={"username_fingerprint": fingerprint(username.encode())[:32]},
     )
+
+
+@receiver(key_event)
+def _key_operation(
+    sender: Any, action: str, outcome: str, key_id: int | None, purpose: str, details: dict[str, Any], **kwargs: Any
+) -> None:
+    from neonpro.audit.services import SYSTEM_ACTOR, current_request
+
+    actor = None if current_request().actor_id else SYSTEM_ACTOR
+    extra = {"key_id": key_id, "purpose": purpose or None, **details}
+    record_event(action, outcome=outcome, resource_type="keys.datakey", actor=actor, details=extra)

@@ -23,7 +23,7 @@ def label_of(model: type[models.Model]) -> str:
 def get_visible(model: type[M], pk: uuid.UUID | str, *, action: str, purpose: str = "") -> M:
     """The row ``pk`` through the model's scoped manager; raises ``model.DoesNotExist``."""
     try:
-        return model._default_manager.get(pk=pk)  # type: ignore[no-any-return]
+        return model._default_manager.get(pk=pk)
     except (model.DoesNotExist, ValueError, TypeError) as exc:  # type: ignore[attr-defined]
         record_event(action, outcome="denied", resource_type=label_of(model), resource_id=pk, purpose=purpose)
         raise model.DoesNotExist(f"No {model._meta.verbose_name} with that id.") from exc  # type: ignore[attr-defined]

@@ -24,8 +24,10 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from neonpro.audit.services import SYSTEM_ACTOR_ID
+
 ROLES = ("patient", "clinician", "admin", "agent", "system")
-SYSTEM_ACTOR = uuid.UUID("00000000-0000-0000-0000-000000000000")
+SYSTEM_ACTOR = SYSTEM_ACTOR_ID
 
 
 @dataclass(frozen=True)
