@@ -1,4 +1,4 @@
-"""Admins manage records' existence, not their content: no PHI in the admin."""
+"""Administrators manage care teams and review break-glass use; they do not read PHI."""
 
 from __future__ import annotations
 
@@ -6,19 +6,49 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils import timezone
 
-from patients.models import Patient
+from patients.models import CareTeamMembership, EmergencyAccessGrant
 
 
-@admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
-    list_display = ("id", "active", "created_at", "updated_at")
-    list_filter = ("active",)
-    ordering = ("-created_at",)
-    fields = ("id", "active", "created_at", "updated_at")
-    readonly_fields = ("id", "created_at", "updated_at")
+@admin.register(CareTeamMembership)
+class CareTeamMembershipAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("id", "patient_ref", "clinician", "starts_on", "ends_on")
+    list_filter = ("starts_on", "ends_on")
+    fields = ("patient", "clinician", "starts_on", "ends_on")
+    raw_id_fields = ("patient",)
+    # Never join the patient table: administrators cannot see patients, so an INNER JOIN on
+    # it (what select_related() does for every foreign key) would hide every row.
+    list_select_related = ("clinician",)
+
+    @admin.display(description="Patient")
+    def patient_ref(self, membership: CareTeamMembership) -> str:
+        return str(membership.patient_id)  # the id only: administrators cannot open the record
+
+
+@admin.register(EmergencyAccessGrant)
+class EmergencyAccessGrantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Every break-glass use, for review. Read-only: grants are made and ended by clinicians."""
+
+    list_display = ("granted_at", "clinician", "patient_ref", "expires_at", "ended_at", "is_active_now")
+    list_filter = ("granted_at",)
+    fields = ("id", "clinician", "patient_ref", "reason", "granted_at", "expires_at", "ended_at")
+    readonly_fields = fields
+    ordering = ("-granted_at",)
+    list_select_related = ("clinician",)  # not the patient: see CareTeamMembershipAdmin
+
+    @admin.display(description="Patient")
+    def patient_ref(self, grant: EmergencyAccessGrant) -> str:
+        return str(grant.patient_id)
+
+    @admin.display(boolean=True, description="Active")
+    def is_active_now(self, grant: EmergencyAccessGrant) -> bool:
+        return grant.is_active(timezone.now())
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -224,7 +224,7 @@ def request_emergency_access(
             resource_id=grant.pk,
             patient_id=patient_uuid,
             purpose="emergency",
-            details={"minutes": minutes, "dicom_event": "110127"},
+            details={"minutes": minutes, "dicom_event": 110127},
         )
         _notify_admins(grant)
     logger.warning("Emergency access granted: grant=%s clinician=%s", grant.pk, identity.user_id)
@@ -244,7 +244,7 @@ def end_emergency_access(identity: Identity, grant_id: uuid.UUID | str) -> Emerg
             resource_id=grant.pk,
             patient_id=grant.patient_id,
             purpose="emergency",
-            details={"dicom_event": "110138"},
+            details={"dicom_event": 110138},
         )
     return grant
 

@@ -140,7 +140,7 @@ def system(db: None) -> Iterator[Any]:
         yield identity
 
 
-def in_thread(fn: Callable[[], Any], timeout: float = 60) -> Any:
+def in_thread(fn: Callable[..., Any], *args: Any, timeout: float = 60, **kwargs: Any) -> Any:
     """Run ``fn`` on its own database connections (autocommit: its writes are committed), as
     another process would, and return its result. The calling test must not hold the audit
     chain lock (i.e. must not have written audit events yet) if ``fn`` writes some."""
@@ -152,7 +152,7 @@ def in_thread(fn: Callable[[], Any], timeout: float = 60) -> Any:
 
     def target() -> None:
         try:
-            result["value"] = fn()
+            result["value"] = fn(*args, **kwargs)
         except BaseException as exc:
             result["error"] = exc
         finally:

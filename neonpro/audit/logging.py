@@ -35,6 +35,11 @@ class RedactPHIFilter(logging.Filter):
             message = str(record.msg)
         record.msg = redact(message)
         record.args = ()
+        if record.exc_info and not record.exc_text:
+            # Formatters render the traceback after filters run: render it now, redacted.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = redact(record.exc_text).replace("\\n", "\n")
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info).replace("\\n", "\n")
         return True

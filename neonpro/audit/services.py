@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import ipaddress
 import re
 import uuid
 from collections.abc import Iterator
@@ -34,7 +35,10 @@ class Actor:
 
 SYSTEM_ACTOR = Actor(user_id=SYSTEM_ACTOR_ID, role="system")
 CHAIN_LOCK = 0x4E50_4155  # "NPAU": one advisory lock id for the whole chain
-_TOKEN = re.compile(r"^[A-Za-z0-9_.:@/-]{0,80}$")
+# Detail keys and string values: identifiers that start with a letter (no digits first, no
+# "@", no spaces: an SSN, a phone number or an email can never pass), or UUIDs/hex digests.
+_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,79}$")
+_HEX = re.compile(r"^[0-9a-f]{32,128}$")
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
@@ -88,9 +92,9 @@ def _clean_value(key: str, value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, str):
-        if not _TOKEN.match(value):
-            raise ValueError(f"audit detail {key!r} must be an identifier, number or UUID, never free text")
-        return value
+        if _TOKEN.match(value) or _HEX.match(value) or _is_uuid(value):
+            return value
+        raise ValueError(f"audit detail {key!r} must be an identifier, number or UUID, never free text")
     if isinstance(value, list | tuple | set | frozenset):
         return [_clean_value(key, item) for item in sorted(value, key=str)]
     raise ValueError(f"audit detail {key!r} has unsupported type {type(value).__name__}")
@@ -128,7 +132,7 @@ def record_event(
         patient_id=_as_uuid(patient_id),
         outcome=outcome,
         purpose=purpose,
-        source_ip=meta.source_ip,
+        source_ip=_canonical_ip(meta.source_ip),
         user_agent_hash=meta.user_agent_hash,
         request_id=meta.request_id,
         details=_clean_details(details),
@@ -140,11 +144,29 @@ def record_event(
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])
         last = AuditEvent.objects.using(alias).order_by("-id").values_list("hash", flat=True).first()
-        event.occurred_at = now or timezone.now()
+        # UTC, as the database hands it back: the hash must match what verify reads.
+        event.occurred_at = (now or timezone.now()).astimezone(dt.UTC)
         event.prev_hash = bytes(last) if last is not None else GENESIS
         event.hash = chain_hash(event.prev_hash, event.canonical())
         event.save(using=alias, force_insert=True)
     return event
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def _canonical_ip(value: str | None) -> str | None:
+    """The address as PostgreSQL will store it (so the hash still matches when read back)."""
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def _as_uuid(value: uuid.UUID | str | None) -> uuid.UUID | None:

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
-from keys.crypto import fingerprint
+from keys.crypto import blind_index
 from keys.signals import key_event
 from neonpro.audit.services import record_event
 
@@ -36,12 +36,13 @@ def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 @receiver(user_login_failed)
 def _login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
-    username = str(credentials.get("username", ""))
+    username = str(credentials.get("username", "")).strip().casefold()
     record_event(
         "auth.login_failed",
         outcome="denied",
         actor=_Actor(None),
-        details={"username_fingerprint": fingerprint(username.encode())[:32]},
+        # Keyed (the blind-index key), so a guessed username cannot be confirmed from the log.
+        details={"username_fingerprint": blind_index(username, context=b"neonpro.audit.username").hex()},
     )
 
 

@@ -13,9 +13,12 @@ from neonpro.audit.services import export_events, verify_chain
 
 
 def _moment(value: str) -> dt.datetime:
-    parsed = parse_datetime(value) or (
-        dt.datetime.combine(dt.date.fromisoformat(value), dt.time()) if len(value) == 10 else None
-    )
+    try:
+        parsed = parse_datetime(value) or (
+            dt.datetime.combine(dt.date.fromisoformat(value), dt.time()) if len(value) == 10 else None
+        )
+    except ValueError:
+        parsed = None
     if parsed is None:
         raise CommandError(f"{value!r} is not an ISO 8601 date or datetime")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
