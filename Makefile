@@ -9,7 +9,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/neonpro
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 # Debian packages the test suite drives for real (installed when missing).
-SYSTEM_PACKAGES := pgbouncer
+SYSTEM_PACKAGES := pgbouncer softhsm2
 
 .PHONY: run test qa lint format mypy services tools bench clean
 

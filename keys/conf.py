@@ -14,6 +14,8 @@ PURPOSES = ("field", "index", "file", "session")
 
 PROVIDER_ALIASES = {
     "local": "keys.providers.local.LocalKeyProvider",
+    "pkcs11": "keys.providers.pkcs11.Pkcs11KeyProvider",
+    "aws-kms": "keys.providers.aws_kms.AwsKmsKeyProvider",
 }
 
 
