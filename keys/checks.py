@@ -43,14 +43,17 @@ def _check_wrapping_keys(provider: Any, databases: Any) -> list[checks.CheckMess
     alias = router.db_for_read(DataKey)
     if alias not in databases:
         return []
-    held = {info.key_id for info in provider.list_keys()}
+    from keys.providers import fallback_providers
+
+    providers = [provider, *fallback_providers()]
+    held = {info.key_id for p in providers for info in p.list_keys()}
     try:
         if DataKey._meta.db_table not in connections[alias].introspection.table_names():
             return []
         used = set(DataKey.objects.using(alias).usable().values_list("wrapping_key_id", flat=True).distinct())
     except DatabaseError:
         return []
-    missing = sorted(used - held)
+    missing = sorted(k for k in used if not any(p.holds(k) for p in providers))
     if not missing:
         return []
     return [

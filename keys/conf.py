@@ -6,9 +6,13 @@ configuration changes take effect without re-importing anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 PURPOSES = ("field", "index", "file", "session")
 
@@ -39,6 +43,57 @@ class KeysSettings:
         if value:
             return Path(value)
         return Path(getattr(settings, "NEONPRO_DATA_DIR", "var")) / "master.key"
+
+    @property
+    def PROVIDER_FALLBACKS(self) -> list[str]:  # noqa: N802
+        """Providers consulted (after the current one) to unwrap keys wrapped by them — the
+        previous provider while a master-key rotation to another provider rolls out."""
+        names = getattr(settings, "NEONPRO_KEY_PROVIDER_FALLBACKS", []) or []
+        return [PROVIDER_ALIASES.get(name, name) for name in names]
+
+    @property
+    def MASTER_KEY_PREVIOUS(self) -> list[str]:  # noqa: N802
+        """Base64 of older local master keys, still used to unwrap (during a rotation)."""
+        return list(getattr(settings, "NEONPRO_MASTER_KEY_PREVIOUS", []) or [])
+
+    @property
+    def MASTER_KEY_PREVIOUS_FILES(self) -> list[Path]:  # noqa: N802
+        """Files of older local master keys, still used to unwrap (during a rotation)."""
+        return [Path(p) for p in getattr(settings, "NEONPRO_MASTER_KEY_PREVIOUS_FILES", []) or []]
+
+    @property
+    def ROTATION(self) -> dict[str, dict[str, int]]:  # noqa: N802
+        """Per purpose: rotate after ``max_age_days`` or ``max_encryptions``, whichever first."""
+        defaults = {
+            "field": {"max_age_days": 90, "max_encryptions": 2**30},
+            "index": {"max_age_days": 365, "max_encryptions": 2**62},
+            "file": {"max_age_days": 90, "max_encryptions": 2**30},
+            "session": {"max_age_days": 30, "max_encryptions": 2**30},
+        }
+        configured = getattr(settings, "NEONPRO_KEY_ROTATION", {}) or {}
+        return {purpose: {**policy, **configured.get(purpose, {})} for purpose, policy in defaults.items()}
+
+    @property
+    def COUNT_BLOCK(self) -> int:  # noqa: N802
+        """Encryptions a process reserves at a time (one UPDATE per block)."""
+        return int(getattr(settings, "NEONPRO_KEY_COUNT_BLOCK", 10_000))
+
+    @property
+    def COUNTER_DB_ALIAS(self) -> str:  # noqa: N802
+        """Connection that commits encryption-count reservations on its own."""
+        return "keys" if "keys" in settings.DATABASES else "default"
+
+    @property
+    def SYSTEM_CONTEXT(self) -> Callable[[str], AbstractContextManager[Any]]:  # noqa: N802
+        """Context manager (called with a reason) that gives maintenance jobs full visibility.
+
+        ``keys`` depends on nothing else in NeonPro, so the project names its own (row-level
+        security identity) in NEONPRO_KEYS_SYSTEM_CONTEXT; without one, nothing is wrapped.
+        """
+        path = getattr(settings, "NEONPRO_KEYS_SYSTEM_CONTEXT", "")
+        if not path:
+            return lambda reason: nullcontext()
+        return import_string(path)  # type: ignore[no-any-return]
 
     @property
     def CACHE_TTL(self) -> float:  # noqa: N802

@@ -27,6 +27,7 @@ def _as_bytes(context: bytes | str) -> bytes:
 def encrypt(plaintext: bytes, *, context: bytes | str, purpose: str = "field") -> bytes:
     """Encrypt ``plaintext`` under the active data key for ``purpose``."""
     key = keyring.active(purpose)
+    key.budget -= 1
     return envelope.seal(key.aead, key.header, plaintext, _as_bytes(context))
 
 

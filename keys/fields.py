@@ -246,8 +246,9 @@ class EncryptedMixin(_MixinBase):
         if row is None or row[0] is not pk:
             row = self._row_context(data, pk)
         key = _active.get("field")
-        if key is None or key.expires < _monotonic():
+        if key is None or key.expires < _monotonic() or key.budget <= 0:
             key = keyring.active("field")
+        key.budget -= 1
         if self.search:
             prefix = self.index_token(value)
             return prefix + envelope.seal(key.aead, key.header, plaintext, self._prefix + row[1] + prefix)

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from keys import envelope
 from keys.conf import keys_settings
 from keys.exceptions import DecryptionError, KeysError, ProviderError, UnknownKeyError
-from keys.providers import get_provider
 
 if TYPE_CHECKING:
     from keys.models import DataKey
@@ -29,12 +28,22 @@ if TYPE_CHECKING:
 _monotonic = time.monotonic
 
 
-@dataclass(frozen=True)
 class ActiveKey:
-    key_id: int
-    header: bytes
-    aead: AESGCM
-    expires: float
+    """The active data key of a purpose, with a budget of encryptions reserved in the database.
+
+    Encrypting spends one unit of ``budget``; when it runs out the keyring reserves another
+    block with one atomic UPDATE, so the stored count is an upper bound on the encryptions
+    ever made under the key — never an under-count, even if a request rolls back.
+    """
+
+    __slots__ = ("aead", "budget", "expires", "header", "key_id")
+
+    def __init__(self, key_id: int, header: bytes, aead: AESGCM, expires: float, budget: int) -> None:
+        self.key_id = key_id
+        self.header = header
+        self.aead = aead
+        self.expires = expires
+        self.budget = budget
 
 
 @dataclass(frozen=True)
@@ -71,19 +80,25 @@ class Keyring:
 
     # -- encryption --------------------------------------------------------------------
     def active(self, purpose: str) -> ActiveKey:
+        """The key to encrypt with; the caller spends one unit of its ``budget``."""
         entry = self._active.get(purpose)
-        if entry is not None and entry.expires > _monotonic():
+        if entry is not None and entry.expires > _monotonic() and entry.budget > 0:
             return entry
         return self._load_active(purpose)
 
     def _load_active(self, purpose: str) -> ActiveKey:
         with self._lock:
+            entry = self._active.get(purpose)
+            if entry is not None and entry.expires > _monotonic():
+                if entry.budget <= 0:
+                    entry.budget = reserve_encryptions(entry.key_id, purpose)
+                return entry
             datakey = ensure_active_datakey(purpose)
             secret = _unwrap(datakey)
             expires = _monotonic() + keys_settings.CACHE_TTL
             aead = AESGCM(secret)
             header = envelope.header_for(datakey.pk)
-            entry = ActiveKey(datakey.pk, header, aead, expires)
+            entry = ActiveKey(datakey.pk, header, aead, expires, reserve_encryptions(datakey.pk, purpose))
             self._active[purpose] = entry
             self._remember(header, aead, expires)
             return entry
@@ -176,12 +191,50 @@ def _field_mac(secret: bytes, label: bytes) -> hmac.HMAC:
     return hmac.HMAC(derive.finalize(), hashes.SHA256())
 
 
+def reserve_encryptions(key_id: int, purpose: str) -> int:
+    """Reserve a block of encryptions under ``key_id``; return how many were reserved.
+
+    The reservation commits on its own connection (alias ``keys`` when configured), so it
+    counts even if the caller's transaction rolls back. Raises EncryptionError once the key
+    has reached the hard limit (NIST SP 800-38D: 2^32 random-nonce encryptions per key).
+    """
+    from keys.exceptions import EncryptionError
+
+    if purpose == "index":  # HMAC keys have no nonce to wear out
+        return 1 << 62
+    block = keys_settings.COUNT_BLOCK
+    row = None
+    # A key created by the caller's still-open transaction is invisible to the side
+    # connection; then the reservation shares that transaction's fate, as the key does.
+    for alias in dict.fromkeys([keys_settings.COUNTER_DB_ALIAS, DEFAULT_DB_ALIAS]):
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            cursor.execute(
+                "UPDATE keys_datakey SET encryption_count = encryption_count + %s WHERE id = %s "
+                "RETURNING encryption_count",
+                [block, key_id],
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            break
+    if row is None:
+        raise EncryptionError(f"data key {key_id} disappeared while reserving encryptions")
+    if row[0] > HARD_LIMIT:
+        raise EncryptionError(
+            f"data key {key_id} reached the {HARD_LIMIT} encryption limit; rotate it (`manage.py keys rotate`)"
+        )
+    return block
+
+
+HARD_LIMIT = 2**32 - 2**20  # NIST SP 800-38D bound for random 96-bit nonces, minus a margin
+
+
 def _unwrap(datakey: DataKey) -> bytes:
     from keys.models import DataKey
+    from keys.providers import provider_for
 
     assert isinstance(datakey, DataKey)
     try:
-        secret = get_provider().unwrap_key(
+        secret = provider_for(datakey.wrapping_key_id).unwrap_key(
             bytes(datakey.wrapped_key), key_id=datakey.wrapping_key_id, context=datakey.wrap_context()
         )
     except ProviderError as exc:

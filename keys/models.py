@@ -6,6 +6,9 @@ database); the plaintext key never reaches the database, a log or ``__str__``.
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+
 from django.db import models
 from django.db.models import Q
 
@@ -47,8 +50,13 @@ class DataKey(models.Model):
     provider = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True, help_text="When it became decrypt-only.")
     retired_at = models.DateTimeField(null=True, blank=True)
     destroyed_at = models.DateTimeField(null=True, blank=True)
+    encryption_count = models.BigIntegerField(
+        default=0,
+        help_text="Encryptions reserved under this key (an upper bound: processes reserve blocks).",
+    )
 
     objects = DataKeyQuerySet.as_manager()
 
@@ -72,6 +80,67 @@ class DataKey(models.Model):
     def __repr__(self) -> str:
         return f"<DataKey id={self.pk} purpose={self.purpose} status={self.status}>"
 
+    def age_days(self, now: dt.datetime) -> int:
+        return (now - (self.activated_at or self.created_at)).days
+
     def wrap_context(self) -> bytes:
         """AAD binding the wrapped blob to this row's id and purpose."""
         return f"neonpro.datakey.v1|{self.pk}|{self.purpose}".encode()
+
+
+class ReencryptionJob(models.Model):
+    """Checkpoint of a resumable re-encryption: one row per (purpose, model) run."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    purpose = models.CharField(max_length=16)
+    model = models.CharField(max_length=100, help_text="app_label.ModelName")
+    target_key_id = models.IntegerField(help_text="The active key values are moved to.")
+    last_pk = models.UUIDField(null=True, blank=True, help_text="Rows up to here are done (primary-key order).")
+    rows_done = models.BigIntegerField(default=0)
+    rows_changed = models.BigIntegerField(default=0)
+    rows_total = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "model"], condition=Q(status="running"), name="keys_one_running_job_per_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Re-encryption {self.model} ({self.purpose}, {self.status})"
+
+    @property
+    def percent(self) -> float:
+        return 100.0 if not self.rows_total else min(100.0, 100.0 * self.rows_done / self.rows_total)
+
+
+class SubjectKey(models.Model):
+    """A data key of one subject (a patient): erase it and exactly that subject's files are gone.
+
+    Random and wrapped by the master key like every data key — not derived — so destroying
+    it is real crypto-shredding that no other key can undo.
+    """
+
+    subject = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    wrapped_key = models.BinaryField()
+    wrapping_key_id = models.CharField(max_length=200)
+    provider = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    shredded_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"SubjectKey {self.subject}"
+
+    def wrap_context(self) -> bytes:
+        return f"neonpro.subjectkey.v1|{self.subject}".encode()

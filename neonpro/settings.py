@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "channels",
+    "django_celery_beat",
     "keys",
     "neonpro.accounts",
     "neonpro.audit",
@@ -166,6 +167,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Audit events travel on their own connection, so each append commits on its own and
     # holds the chain lock for one insert (see neonpro/audit/routers.py).
     DATABASES["audit"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+    # Encryption-count reservations commit on their own too (keys/keyring.py).
+    DATABASES["keys"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 DATABASE_ROUTERS = ["neonpro.audit.routers.AuditRouter"]
 NEONPRO_DB_APP_ROLE = os.environ.get("NEONPRO_DB_APP_ROLE", "neonpro_app")
 NEONPRO_DB_OWNER_ROLE = os.environ.get("NEONPRO_DB_OWNER_ROLE", "neonpro_owner")
@@ -185,6 +188,7 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_ACCEPT_CONTENT = ["json"]
 
 # -- Keys / KMS ----------------------------------------------------------------------------
@@ -194,6 +198,10 @@ NEONPRO_KEY_PROVIDER = os.environ.get("NEONPRO_KEY_PROVIDER", "local")
 NEONPRO_MASTER_KEY = os.environ.get("NEONPRO_MASTER_KEY") or None
 NEONPRO_MASTER_KEY_FILE = os.environ.get("NEONPRO_MASTER_KEY_FILE") or str(NEONPRO_DATA_DIR / "master.key")
 NEONPRO_KEY_CACHE_TTL = env_int("NEONPRO_KEY_CACHE_TTL", 300)
+NEONPRO_KEY_PROVIDER_FALLBACKS = env_list("NEONPRO_KEY_PROVIDER_FALLBACKS", [])
+NEONPRO_MASTER_KEY_PREVIOUS_FILES = env_list("NEONPRO_MASTER_KEY_PREVIOUS_FILES", [])
+# Maintenance jobs in keys (re-encryption, usage counts) act through the RLS system identity.
+NEONPRO_KEYS_SYSTEM_CONTEXT = "neonpro.security.context.system_context"
 
 # -- Access --------------------------------------------------------------------------------
 NEONPRO_BREAK_GLASS_MINUTES = env_int("NEONPRO_BREAK_GLASS_MINUTES", 60)
@@ -267,5 +275,6 @@ LOGGING = {
     "filters": {"redact_phi": {"()": "neonpro.audit.logging.RedactPHIFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_phi"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("NEONPRO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # botocore logs request bodies (data keys!) at DEBUG: never below INFO.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "botocore": {"level": "INFO"}},
 }

@@ -36,6 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.NEONPRO_MASTER_KEY = TEST_MASTER_KEY
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Encryption-count reservations share the test's connection: a side connection would sit
+    # inside its own test transaction, holding the key row's lock against the test itself.
+    settings.DATABASES.pop("keys", None)
     settings.NEONPRO_DB_APP_ROLE = APP_ROLE
     settings.NEONPRO_DB_OWNER_ROLE = OWNER_ROLE
     # Templates resolve {% static %} without a collectstatic manifest.

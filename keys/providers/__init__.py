@@ -27,19 +27,51 @@ def get_provider() -> KeyProvider:
         return provider
     with _lock:
         if _provider is None:
-            path = keys_settings.PROVIDER
-            try:
-                cls = import_string(path)
-            except ImportError as exc:
-                raise ProviderError(f"NEONPRO_KEY_PROVIDER {path!r} cannot be imported: {exc}") from None
-            if not (isinstance(cls, type) and issubclass(cls, KeyProvider)):
-                raise ProviderError(f"NEONPRO_KEY_PROVIDER {path!r} is not a KeyProvider subclass")
-            _provider = cls.from_settings()
+            _provider = build_provider(keys_settings.PROVIDER)
         return _provider
 
 
+_fallbacks: list[KeyProvider] | None = None
+
+
+def build_provider(path: str) -> KeyProvider:
+    """A provider from an alias or dotted path, built from settings now (not cached)."""
+    from keys.conf import PROVIDER_ALIASES
+
+    path = PROVIDER_ALIASES.get(path, path)
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        raise ProviderError(f"key provider {path!r} cannot be imported: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, KeyProvider)):
+        raise ProviderError(f"{path!r} is not a KeyProvider subclass")
+    return cls.from_settings()
+
+
+def fallback_providers() -> list[KeyProvider]:
+    global _fallbacks
+    if _fallbacks is None:
+        with _lock:
+            if _fallbacks is None:
+                _fallbacks = [build_provider(path) for path in keys_settings.PROVIDER_FALLBACKS]
+    return _fallbacks
+
+
+def provider_for(key_id: str) -> KeyProvider:
+    """The provider holding master key ``key_id`` (the current one first, then fallbacks);
+    the current provider when none does, so its MasterKeyError explains the mismatch."""
+    current = get_provider()
+    if current.holds(key_id):
+        return current
+    for provider in fallback_providers():
+        if provider.holds(key_id):
+            return provider
+    return current
+
+
 def reset_provider() -> None:
-    """Forget the cached provider (settings changed, or tests)."""
-    global _provider
+    """Forget the cached providers (settings changed, or tests)."""
+    global _provider, _fallbacks
     with _lock:
         _provider = None
+        _fallbacks = None

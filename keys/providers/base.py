@@ -74,5 +74,9 @@ class KeyProvider(abc.ABC):
     def schedule_key_deletion(self, key_id: str, *, pending_days: int) -> dt.datetime:
         """Schedule deletion of a master key; return when it will be deleted."""
 
+    def holds(self, key_id: str) -> bool:
+        """Whether this provider can unwrap with master key ``key_id`` (no network call)."""
+        return key_id == self.current_key_id
+
     def health(self) -> None:  # noqa: B027 - optional hook, default is healthy
         """Raise ProviderError when the provider cannot serve requests."""

@@ -84,19 +84,37 @@ def read_key_file(path: Path) -> bytes:
 
 
 class LocalKeyProvider(KeyProvider):
+    """The current master key wraps; it and any previous keys (during a rotation) unwrap."""
+
     name = "local"
 
-    def __init__(self, master_key: bytes, *, source: str = "master key") -> None:
+    def __init__(self, master_key: bytes, *, source: str = "master key", previous: list[bytes] | None = None) -> None:
         self._kek = AESGCM(validate_master_key(master_key, source=source))
         self._key_id = fingerprint(master_key)
+        self._keks = {self._key_id: self._kek}
+        for key in previous or []:
+            self._keks.setdefault(fingerprint(key), AESGCM(validate_master_key(key, source="previous master key")))
 
     @classmethod
     def from_settings(cls) -> LocalKeyProvider:
+        previous = [
+            decode_master_key(k, source="NEONPRO_MASTER_KEY_PREVIOUS") for k in keys_settings.MASTER_KEY_PREVIOUS
+        ]
+        previous += [read_key_file(path) for path in keys_settings.MASTER_KEY_PREVIOUS_FILES]
         encoded = keys_settings.MASTER_KEY
         if encoded:
-            return cls(decode_master_key(encoded, source="NEONPRO_MASTER_KEY"), source="NEONPRO_MASTER_KEY")
+            key = decode_master_key(encoded, source="NEONPRO_MASTER_KEY")
+            return cls(key, source="NEONPRO_MASTER_KEY", previous=previous)
         path = keys_settings.MASTER_KEY_FILE
+        return cls(read_key_file(path), source=str(path), previous=previous)
+
+    @classmethod
+    def from_key_file(cls, path: Path) -> LocalKeyProvider:
+        """A provider whose current key is the one in ``path`` (for rotate-master)."""
         return cls(read_key_file(path), source=str(path))
+
+    def holds(self, key_id: str) -> bool:
+        return key_id in self._keks
 
     @property
     def current_key_id(self) -> str:
@@ -115,7 +133,8 @@ class LocalKeyProvider(KeyProvider):
         return WrappedKey(key_id=self._key_id, blob=blob)
 
     def unwrap_key(self, blob: bytes, *, key_id: str, context: bytes) -> bytes:
-        if key_id != self._key_id:
+        kek = self._keks.get(key_id)
+        if kek is None:
             raise MasterKeyError(
                 f"wrapped by master key {key_id}, but the configured master key is {self._key_id}: "
                 "the master key is wrong or was replaced"
@@ -123,12 +142,12 @@ class LocalKeyProvider(KeyProvider):
         if len(blob) < 1 + _NONCE + 16 or blob[:1] != _WRAP_VERSION:
             raise ProviderError("wrapped key blob is malformed")
         try:
-            return self._kek.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], context)
+            return kek.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], context)
         except InvalidTag:
             raise ProviderError("wrapped key failed authentication (altered, or moved from another key row)") from None
 
     def list_keys(self) -> list[MasterKeyInfo]:
-        return [MasterKeyInfo(key_id=self._key_id, provider=self.name, current=True)]
+        return [MasterKeyInfo(key_id=k, provider=self.name, current=k == self._key_id) for k in self._keks]
 
     def schedule_key_deletion(self, key_id: str, *, pending_days: int) -> dt.datetime:
         raise ProviderError(

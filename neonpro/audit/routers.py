@@ -30,5 +30,5 @@ class AuditRouter:
         return None
 
     def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
-        # The audit alias is the same database as default: migrate it once, there.
-        return False if db == AUDIT_ALIAS else None
+        # The audit and keys aliases are the default database: migrate it once, there.
+        return False if db in (AUDIT_ALIAS, "keys") else None
