@@ -92,6 +92,7 @@ class KeyRow:
     wrapping_key_id: str
     created_at: dt.datetime
     age_days: int
+    encryption_count: int
 
 
 def key_inventory(now: dt.datetime | None = None) -> list[KeyRow]:
@@ -104,7 +105,8 @@ def key_inventory(now: dt.datetime | None = None) -> list[KeyRow]:
             algorithm=k.algorithm,
             wrapping_key_id=k.wrapping_key_id,
             created_at=k.created_at,
-            age_days=(now - k.created_at).days,
+            age_days=k.age_days(now),
+            encryption_count=k.encryption_count,
         )
         for k in DataKey.objects.order_by("purpose", "-id")
     ]

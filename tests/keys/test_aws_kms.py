@@ -375,6 +375,7 @@ def test_patients_are_stored_under_kms_wrapped_data_keys(
     from patients.models import Patient
 
     arn = new_key()
+    DataKey.objects.all().delete()  # a fresh installation (other tests commit keys of their own)
     settings.NEONPRO_KEY_PROVIDER = "aws-kms"
     settings.NEONPRO_AWS_KMS_KEY_ID = arn
     settings.NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS = []

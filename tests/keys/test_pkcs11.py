@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +15,10 @@ from pkcs11 import exceptions as p11
 
 from keys.exceptions import MasterKeyError, ProviderError
 from keys.providers.pkcs11 import Pkcs11KeyProvider, provider_error
-from tests.keys.softhsm import KEK_LABEL, SoftHsm, new_label, softhsm_token
+from tests.keys.softhsm import KEK_LABEL, SoftHsm, new_label
 
 CONTEXT = b"neonpro.datakey.v1|7|field"
 DATA_KEY = bytes(range(32))
-
-
-@pytest.fixture(scope="session")
-def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
-    with softhsm_token(tmp_path_factory.mktemp("softhsm")) as token:
-        token.provider().create_key(label=KEK_LABEL)
-        yield token
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""``manage.py keys status|verify|init|create-master``: thin calls into keys.services."""
+"""``manage.py keys ...``: operator subcommands, each a thin call into a keys service."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from keys import services
 from keys.exceptions import KeysError
+from keys.models import DataKey, ReencryptionJob
 
 
 class Command(BaseCommand):
@@ -17,12 +19,31 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("status", help="Table of data keys: purpose, status, age.")
+        sub.add_parser("status", help="Table of data keys: purpose, status, age, encryptions.")
         sub.add_parser("verify", help="Unwrap every data key and round-trip a value per purpose.")
         sub.add_parser("init", help="Create an active data key for every purpose that has none.")
         create = sub.add_parser("create-master", help="Write a new local master key file (0600).")
         create.add_argument("--path", type=Path, default=None, help="Where to write it (default: the configured file).")
         create.add_argument("--if-missing", action="store_true", help="Do nothing when the file already exists.")
+        rotate = sub.add_parser("rotate", help="New active data key; the old one becomes decrypt-only.")
+        rotate.add_argument("--purpose", choices=DataKey.Purpose.values, default=None, help="Default: every purpose.")
+        rotate.add_argument("--due", action="store_true", help="Only keys past their rotation policy.")
+        master = sub.add_parser("rotate-master", help="Rewrap every data key under a new master key.")
+        target = master.add_mutually_exclusive_group(required=True)
+        target.add_argument("--new-key-file", type=Path, help="Local: a new 0600 key file (created if missing).")
+        target.add_argument("--to", dest="provider", help="Another provider, e.g. pkcs11 or aws-kms.")
+        again = sub.add_parser("reencrypt", help="Move every value onto the active keys (resumable).")
+        again.add_argument("--purpose", choices=["field", "index"], default="field")
+        again.add_argument("--batch", type=int, default=500)
+        usage = sub.add_parser("usage", help="Count the stored values under a data key.")
+        usage.add_argument("key_id", type=int)
+        retire = sub.add_parser("retire", help="Retire a decrypt-only key no value uses any more.")
+        retire.add_argument("key_id", type=int)
+        destroy = sub.add_parser("destroy", help="Erase a data key (refused while values use it).")
+        destroy.add_argument("key_id", type=int)
+        destroy.add_argument(
+            "--crypto-shred", action="store_true", help="Destroy anyway: those values become unreadable."
+        )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         try:
@@ -35,11 +56,13 @@ class Command(BaseCommand):
         if not rows:
             self.stdout.write("No data keys yet (they are created on first use or by `keys init`).")
             return
-        header = f"{'ID':>5}  {'PURPOSE':<8} {'STATUS':<13} {'ALGORITHM':<12} {'AGE':>5}  WRAPPED BY"
-        self.stdout.write(header)
+        self.stdout.write(
+            f"{'ID':>5}  {'PURPOSE':<8} {'STATUS':<13} {'ALGORITHM':<12} {'AGE':>5} {'ENCRYPTIONS':>12}  WRAPPED BY"
+        )
         for r in rows:
             self.stdout.write(
-                f"{r.id:>5}  {r.purpose:<8} {r.status:<13} {r.algorithm:<12} {r.age_days:>4}d  {r.wrapping_key_id}"
+                f"{r.id:>5}  {r.purpose:<8} {r.status:<13} {r.algorithm:<12} {r.age_days:>4}d "
+                f"{r.encryption_count:>12}  {r.wrapping_key_id}"
             )
 
     def handle_verify(self, **options: Any) -> None:
@@ -68,3 +91,85 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Wrote a new master key to {written} (mode 0600). Back it up: without it no data is readable."
         )
+
+    def handle_rotate(self, *, purpose: str | None, due: bool, **options: Any) -> None:
+        from keys.rotation import rotate_data_key, rotate_due_keys
+
+        if due:
+            rotated = [(d.purpose, k) for d, k in rotate_due_keys()]
+        else:
+            purposes = [purpose] if purpose else list(DataKey.Purpose.values)
+            rotated = [(p, rotate_data_key(p)) for p in purposes]
+        for name, key in rotated:
+            self.stdout.write(f"{name}: new active key {key.pk}; the previous one is decrypt-only.")
+        if not rotated:
+            self.stdout.write("No key is due for rotation.")
+        else:
+            self.stdout.write("Next: `manage.py keys reencrypt` moves existing values onto the new keys.")
+
+    def handle_rotate_master(self, *, new_key_file: Path | None, provider: str | None, **options: Any) -> None:
+        from keys.providers import build_provider
+        from keys.providers.base import KeyProvider
+        from keys.providers.local import LocalKeyProvider, generate_master_key, write_key_file
+        from keys.rotation import rotate_master_key
+
+        target: KeyProvider
+        if new_key_file is not None:
+            if not new_key_file.exists():
+                write_key_file(new_key_file, generate_master_key())
+            target = LocalKeyProvider.from_key_file(new_key_file)
+            hint = f"set NEONPRO_MASTER_KEY_FILE={new_key_file} (keep the old file in NEONPRO_MASTER_KEY_PREVIOUS_FILES"
+        else:
+            assert provider is not None
+            target = build_provider(provider)
+            hint = f"set NEONPRO_KEY_PROVIDER={provider} (keep the old provider in NEONPRO_KEY_PROVIDER_FALLBACKS"
+        count = rotate_master_key(target)
+        self.stdout.write(f"Rewrapped {count} keys under master key {target.current_key_id}.")
+        self.stdout.write(f"Now {hint} until every process has restarted, then remove it).")
+
+    def handle_reencrypt(self, *, purpose: str, batch: int, **options: Any) -> None:
+        from keys.reencrypt import reencrypt
+
+        jobs = reencrypt(purpose, batch=batch, progress=self._progress)
+        sys.stderr.write("\n")
+        for job in jobs:
+            self.stdout.write(
+                f"{job.model}: {job.rows_done} rows checked, {job.rows_changed} re-encrypted ({job.status})."
+            )
+
+    def _progress(self, job: ReencryptionJob, rate: float) -> None:
+        remaining = max(job.rows_total - job.rows_done, 0)
+        eta = f"{remaining / rate:,.0f}s" if rate > 0 else "?"
+        sys.stderr.write(
+            f"\r{job.model}: {job.rows_done:,}/{job.rows_total:,} rows ({job.percent:5.1f}%), "
+            f"{rate:,.0f} rows/s, ETA {eta}   "
+        )
+        sys.stderr.flush()
+
+    def handle_usage(self, *, key_id: int, **options: Any) -> None:
+        from keys.rotation import count_key_usage
+
+        usage = count_key_usage(self._key(key_id))
+        for name, count in sorted(usage.items()):
+            self.stdout.write(f"{name:<48} {count:>10}")
+        self.stdout.write(f"data key {key_id}: {sum(usage.values())} values in total")
+
+    def handle_retire(self, *, key_id: int, **options: Any) -> None:
+        from keys.rotation import retire_data_key
+
+        retire_data_key(self._key(key_id))
+        self.stdout.write(f"data key {key_id} retired: no stored value used it.")
+
+    def handle_destroy(self, *, key_id: int, crypto_shred: bool, **options: Any) -> None:
+        from keys.rotation import destroy_data_key
+
+        usage = destroy_data_key(self._key(key_id), crypto_shred=crypto_shred)
+        lost = sum(usage.values())
+        suffix = f"; {lost} values it protected are now unreadable (crypto-shredded)" if lost else ""
+        self.stdout.write(f"data key {key_id} destroyed{suffix}.")
+
+    def _key(self, key_id: int) -> DataKey:
+        key = DataKey.objects.filter(pk=key_id).first()
+        if key is None:
+            raise CommandError(f"no data key {key_id}")
+        return key
