@@ -153,3 +153,21 @@ def test_export_returns_the_patients_own_bundle(api, world) -> None:  # type: ig
     assert bundle["patient"]["ssn"] == world.alice.ssn and "records" in bundle and "appointments" in bundle
     assert api(world.bob_user).get(url(world.alice, "export/")).status_code == 404
     assert [e.outcome for e in audit_events(action="patient.export")] == ["success", "denied"]
+
+
+def test_an_unavailable_key_provider_fails_closed_with_503(api, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from keys.exceptions import ProviderError
+    from keys.keyring import keyring
+    from keys.providers.local import LocalKeyProvider
+
+    def down(*args: object, **kwargs: object) -> bytes:
+        raise ProviderError("HSM unreachable", permanent=False)
+
+    keyring.clear()
+    monkeypatch.setattr(LocalKeyProvider, "unwrap_key", down)
+    response = api(world.alice_user).get(url(world.alice))
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Encryption service unavailable; try again shortly."}
+    assert world.alice.full_name not in response.content.decode()
+    [error] = audit_events(action="request.error")
+    assert error.outcome == "error" and error.details == {"status": 503}
