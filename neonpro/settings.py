@@ -200,6 +200,23 @@ NEONPRO_MASTER_KEY_FILE = os.environ.get("NEONPRO_MASTER_KEY_FILE") or str(NEONP
 NEONPRO_KEY_CACHE_TTL = env_int("NEONPRO_KEY_CACHE_TTL", 300)
 NEONPRO_KEY_PROVIDER_FALLBACKS = env_list("NEONPRO_KEY_PROVIDER_FALLBACKS", [])
 NEONPRO_MASTER_KEY_PREVIOUS_FILES = env_list("NEONPRO_MASTER_KEY_PREVIOUS_FILES", [])
+NEONPRO_KEY_ROTATION: dict[str, dict[str, int]] = {}  # per purpose: max_age_days, max_encryptions
+# Provider settings come straight from the environment when present (modules hold defaults).
+for _name in (
+    "NEONPRO_PKCS11_LIB",
+    "NEONPRO_PKCS11_TOKEN",
+    "NEONPRO_PKCS11_PIN_FILE",
+    "NEONPRO_PKCS11_KEY_LABEL",
+    "NEONPRO_AWS_KMS_KEY_ID",
+    "NEONPRO_AWS_KMS_REGION",
+    "NEONPRO_AWS_KMS_ENDPOINT_URL",
+):
+    if os.environ.get(_name):
+        globals()[_name] = os.environ[_name]
+if os.environ.get("NEONPRO_PKCS11_PIN"):
+    NEONPRO_PKCS11_PIN = os.environ["NEONPRO_PKCS11_PIN"]  # the provider reads *_PIN_FILE itself (0600 check)
+NEONPRO_PKCS11_PREVIOUS_LABELS = env_list("NEONPRO_PKCS11_PREVIOUS_LABELS", [])
+NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS = env_list("NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS", [])
 # Maintenance jobs in keys (re-encryption, usage counts) act through the RLS system identity.
 NEONPRO_KEYS_SYSTEM_CONTEXT = "neonpro.security.context.system_context"
 
