@@ -84,11 +84,12 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
     from django.db import connection
 
     from neonpro.security.db import grant_runtime_privileges
+    from tests.keys.migrate_in_models import MIGRATE_IN_MODELS
     from tests.keys.sample_models import SAMPLE_MODELS
 
     with django_db_blocker.unblock():
         with connection.schema_editor() as editor:
-            for model in SAMPLE_MODELS:
+            for model in [*SAMPLE_MODELS, *MIGRATE_IN_MODELS]:
                 editor.create_model(model)
         assert grant_runtime_privileges("default")
     _use_role(APP_ROLE)

@@ -168,6 +168,32 @@ class Command(BaseCommand):
         suffix = f"; {lost} values it protected are now unreadable (crypto-shredded)" if lost else ""
         self.stdout.write(f"data key {key_id} destroyed{suffix}.")
 
+    def handle_import_djcrypto(
+        self,
+        *,
+        model: str,
+        fields: list[str],
+        secret_key_file: Path | None,
+        cryptography_key_file: Path | None,
+        salt: str | None,
+        batch: int,
+        **options: Any,
+    ) -> None:
+        from keys.migrate_in import import_djcrypto
+
+        def read(path: Path | None) -> str | None:
+            return path.read_text().strip() if path else None
+
+        counts = import_djcrypto(
+            model,
+            fields,
+            secret_key=read(secret_key_file),
+            cryptography_key=read(cryptography_key_file),
+            salt=salt,
+            batch=batch,
+        )
+        self.stdout.write(counts.summary())
+
     def _key(self, key_id: int) -> DataKey:
         key = DataKey.objects.filter(pk=key_id).first()
         if key is None:
