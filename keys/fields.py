@@ -248,6 +248,8 @@ class EncryptedMixin(_MixinBase):
         key = _active.get("field")
         if key is None or key.expires < _monotonic() or key.budget <= 0:
             key = keyring.active("field")
+        # Not atomic across threads: concurrent writers may overspend a block by a few
+        # encryptions, far inside the margin between the rotation policy and the hard limit.
         key.budget -= 1
         if self.search:
             prefix = self.index_token(value)
