@@ -103,8 +103,11 @@ class Patient(models.Model):
 
 class CareTeamMembership(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="care_team")
-    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="care_teams")
+    # Covered by the unique (patient, ...) and (clinician, patient) indexes: no single-column ones.
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="care_team", db_index=False)
+    clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="care_teams", db_index=False
+    )
     starts_on = models.DateField(default=timezone.localdate)
     ends_on = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -146,7 +149,9 @@ class EmergencyAccessGrant(models.Model):
     """Break-glass: read-only access to one patient for a limited time, with a written reason."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_grants")
+    clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_grants", db_index=False
+    )
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="emergency_grants")
     reason = EncryptedTextField()
     granted_at = models.DateTimeField(default=timezone.now)

@@ -19,7 +19,8 @@ from patients.models import Patient, readable_patient_ids
 
 class MedicalRecord(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="records")
+    # db_index=False where a composite index (Meta.indexes) already starts with the column.
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="records", db_index=False)
     provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="authored_records")
     record_date = models.DateField(default=timezone.localdate)
     diagnosis = EncryptedTextField(blank=True, default="")
@@ -59,8 +60,10 @@ class Appointment(models.Model):
         NO_SHOW = "no_show", "No-show"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments")
-    provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appointments")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments", db_index=False)
+    provider = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appointments", db_index=False
+    )
     scheduled_at = models.DateTimeField()
     duration_minutes = models.PositiveSmallIntegerField(
         default=30, validators=[MinValueValidator(5), MaxValueValidator(8 * 60)]
