@@ -282,3 +282,22 @@ def test_the_counter_block_is_settable(settings) -> None:  # type: ignore[no-unt
     settings.NEONPRO_KEY_COUNT_BLOCK = 123
     assert keyring_module.keys_settings.COUNT_BLOCK == 123
     assert ReencryptionJob._meta.get_field("last_pk")
+
+
+def test_the_daily_rotation_is_scheduled_in_django_celery_beat() -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.get(name="keys: rotate due data keys")
+    assert task.enabled and task.task == "keys.rotate_due_keys"
+    assert (task.crontab.hour, task.crontab.minute) == ("3", "15")
+
+
+def test_the_beat_task_rotates_due_keys_and_queues_reencryption(patient_factory, settings, fresh_keys) -> None:  # type: ignore[no-untyped-def]
+    from keys.tasks import rotate_due_keys_task
+
+    settings.NEONPRO_KEY_ROTATION = {"field": {"max_age_days": 0}}
+    patient = patient_factory(full_name="Beat")
+    old = _active("field")
+    rotated = rotate_due_keys_task.apply().get()
+    assert old.pk not in rotated and _active("field").pk in rotated
+    assert Patient.objects.get(pk=patient.pk).full_name == "Beat"
