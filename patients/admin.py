@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils import timezone
 
+from neonpro.security.admin_mixins import ReadOnlyAdminMixin
 from patients.models import CareTeamMembership, EmergencyAccessGrant
 
 
@@ -27,7 +25,7 @@ class CareTeamMembershipAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(EmergencyAccessGrant)
-class EmergencyAccessGrantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class EmergencyAccessGrantAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Every break-glass use, for review. Read-only: grants are made and ended by clinicians."""
 
     list_display = ("granted_at", "clinician", "patient_ref", "expires_at", "ended_at", "is_active_now")
@@ -44,12 +42,3 @@ class EmergencyAccessGrantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(boolean=True, description="Active")
     def is_active_now(self, grant: EmergencyAccessGrant) -> bool:
         return grant.is_active(timezone.now())
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -40,14 +40,19 @@ def active_grants(
     )
 
 
+def clinician_patients(column: str, clinician_id: uuid.UUID | None) -> Q:
+    """Q on ``column``: patients on the clinician's active care team or with an active grant."""
+    return Q(**{f"{column}__in": active_care_team(clinician_id).values("patient_id")}) | Q(
+        **{f"{column}__in": active_grants(clinician_id).values("patient_id")}
+    )
+
+
 def readable_patient_ids(identity: Identity) -> Q:
     """Q on a ``patient_id`` column: the patients ``identity`` may read (not system)."""
     if identity.role == "patient":
         return Q(patient_id=identity.patient_id) if identity.patient_id else NOTHING
     if identity.role == "clinician":
-        return Q(patient_id__in=active_care_team(identity.user_id).values("patient_id")) | Q(
-            patient_id__in=active_grants(identity.user_id).values("patient_id")
-        )
+        return clinician_patients("patient_id", identity.user_id)
     return NOTHING
 
 
@@ -95,9 +100,7 @@ class Patient(models.Model):
                 return Q(id=identity.patient_id) | Q(user_id=identity.user_id)
             return Q(user_id=identity.user_id)
         if identity.role == "clinician":
-            return Q(id__in=active_care_team(identity.user_id).values("patient_id")) | Q(
-                id__in=active_grants(identity.user_id).values("patient_id")
-            )
+            return clinician_patients("id", identity.user_id)
         return NOTHING
 
 

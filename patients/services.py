@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from neonpro.audit.services import record_event
-from neonpro.security.access import get_visible
+from neonpro.security.access import get_visible, save_changes
 from neonpro.security.context import SYSTEM, Identity, system_context
 from patients.models import CareTeamMembership, EmergencyAccessGrant, Patient
 
@@ -109,22 +109,7 @@ def update_patient(identity: Identity, patient: Patient, changes: dict[str, Any]
         raise PermissionDenied("Your role cannot change patient records.")
     if identity.role == "clinician" and not _on_care_team(identity, patient.pk):
         raise PermissionDenied("Emergency access is read-only.")
-    refused = sorted(set(changes) - set(allowed))
-    if refused:
-        raise ValidationError({name: "You cannot change this field." for name in refused})
-    for name, value in changes.items():
-        setattr(patient, name, value)
-    patient.full_clean(exclude=["user"])
-    with transaction.atomic():
-        patient.save(update_fields=[*changes, "updated_at"])
-        record_event(
-            "patient.update",
-            resource_type=RESOURCE,
-            resource_id=patient.pk,
-            patient_id=patient.pk,
-            details={"fields": sorted(changes)},
-        )
-    return patient
+    return save_changes(patient, changes, allowed=allowed, action="patient.update")
 
 
 def export_patient(identity: Identity, pk: uuid.UUID | str) -> dict[str, Any]:

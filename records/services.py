@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from neonpro.audit.services import SYSTEM_ACTOR_ID, record_event
-from neonpro.security.access import get_visible
+from neonpro.security.access import get_visible, save_changes
 from neonpro.security.context import Identity
 from patients.models import Patient, active_care_team
 from records.models import Appointment, MedicalRecord
@@ -70,22 +70,7 @@ def create_record(identity: Identity, patient_id: uuid.UUID | str, data: dict[st
 
 def update_record(identity: Identity, record: MedicalRecord, changes: dict[str, Any]) -> MedicalRecord:
     _require_care_team(identity, record.patient_id)
-    unknown = sorted(set(changes) - set(RECORD_FIELDS))
-    if unknown:
-        raise ValidationError({name: "You cannot change this field." for name in unknown})
-    for name, value in changes.items():
-        setattr(record, name, value)
-    record.full_clean()
-    with transaction.atomic():
-        record.save(update_fields=[*changes, "updated_at"])
-        record_event(
-            "record.update",
-            resource_type=RECORD,
-            resource_id=record.pk,
-            patient_id=record.patient_id,
-            details={"fields": sorted(changes)},
-        )
-    return record
+    return save_changes(record, changes, allowed=RECORD_FIELDS, action="record.update")
 
 
 def list_appointments(identity: Identity, *, patient_id: uuid.UUID | str | None = None) -> list[Appointment]:
@@ -139,22 +124,7 @@ def update_appointment(identity: Identity, appointment: Appointment, changes: di
             raise ValidationError({"status": "Patients can only cancel an appointment."})
     else:
         _require_care_team(identity, appointment.patient_id)
-    unknown = sorted(set(changes) - set(APPOINTMENT_FIELDS))
-    if unknown:
-        raise ValidationError({name: "You cannot change this field." for name in unknown})
-    for name, value in changes.items():
-        setattr(appointment, name, value)
-    appointment.full_clean()
-    with transaction.atomic():
-        appointment.save(update_fields=[*changes, "updated_at"])
-        record_event(
-            "appointment.update",
-            resource_type=APPOINTMENT,
-            resource_id=appointment.pk,
-            patient_id=appointment.patient_id,
-            details={"fields": sorted(changes)},
-        )
-    return appointment
+    return save_changes(appointment, changes, allowed=APPOINTMENT_FIELDS, action="appointment.update")
 
 
 def export_records(patient_id: uuid.UUID) -> dict[str, Any]:

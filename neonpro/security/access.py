@@ -29,6 +29,33 @@ def get_visible(model: type[M], pk: uuid.UUID | str, *, action: str, purpose: st
         raise model.DoesNotExist(f"No {model._meta.verbose_name} with that id.") from exc  # type: ignore[attr-defined]
 
 
+def save_changes(obj: M, changes: dict[str, Any], *, allowed: tuple[str, ...], action: str) -> M:
+    """Apply ``changes`` (only ``allowed`` fields), validate, save them, audit which fields.
+
+    Raises ValidationError naming any field outside ``allowed`` or any invalid value;
+    nothing is written then. The audit event lists field names, never values.
+    """
+    from django.core.exceptions import ValidationError
+    from django.db import transaction
+
+    refused = sorted(set(changes) - set(allowed))
+    if refused:
+        raise ValidationError({name: "You cannot change this field." for name in refused})
+    for name, value in changes.items():
+        setattr(obj, name, value)
+    obj.full_clean(exclude=[f.name for f in obj._meta.fields if f.name not in changes and f.is_relation])
+    with transaction.atomic():
+        obj.save(update_fields=[*changes, "updated_at"])
+        record_event(
+            action,
+            resource_type=label_of(type(obj)),
+            resource_id=obj.pk,
+            patient_id=patient_id_of(obj),
+            details={"fields": sorted(changes)},
+        )
+    return obj
+
+
 def patient_id_of(obj: Any) -> uuid.UUID | None:
     if hasattr(obj, "patient_id"):
         return obj.patient_id  # type: ignore[no-any-return]
