@@ -301,3 +301,24 @@ def test_the_beat_task_rotates_due_keys_and_queues_reencryption(patient_factory,
     rotated = rotate_due_keys_task.apply().get()
     assert old.pk not in rotated and _active("field").pk in rotated
     assert Patient.objects.get(pk=patient.pk).full_name == "Beat"
+
+
+def test_rotate_master_to_pkcs11_command(patient_factory, settings, hsm, fresh_keys) -> None:  # type: ignore[no-untyped-def]
+    patient = patient_factory(full_name="Command Switch")
+    settings.NEONPRO_PKCS11_LIB, settings.NEONPRO_PKCS11_TOKEN, settings.NEONPRO_PKCS11_PIN = (
+        hsm.lib,
+        hsm.token,
+        hsm.pin,
+    )
+    settings.NEONPRO_PKCS11_KEY_LABEL = "neonpro-kek"
+    out = StringIO()
+    call_command("keys", "rotate-master", "--to", "pkcs11", stdout=out)
+    assert "NEONPRO_KEY_PROVIDER=pkcs11" in out.getvalue() and "NEONPRO_KEY_PROVIDER_FALLBACKS" in out.getvalue()
+    assert {k.provider for k in DataKey.objects.usable()} == {"pkcs11"}
+    settings.NEONPRO_KEY_PROVIDER = "pkcs11"
+    settings.NEONPRO_KEY_PROVIDER_FALLBACKS = ["local"]
+    keyring.clear()
+    assert Patient.objects.get(pk=patient.pk).full_name == "Command Switch"
+    out = StringIO()
+    call_command("keys", "verify", stdout=out)
+    assert "passed" in out.getvalue()
