@@ -98,7 +98,10 @@ class Keyring:
             expires = _monotonic() + keys_settings.CACHE_TTL
             aead = AESGCM(secret)
             header = envelope.header_for(datakey.pk)
-            entry = ActiveKey(datakey.pk, header, aead, expires, reserve_encryptions(datakey.pk, purpose))
+            # The TTL ran out but the key is the same: keep the budget already reserved.
+            left = entry.budget if entry is not None and entry.key_id == datakey.pk else 0
+            budget = left if left > 0 else reserve_encryptions(datakey.pk, purpose)
+            entry = ActiveKey(datakey.pk, header, aead, expires, budget)
             self._active[purpose] = entry
             self._remember(header, aead, expires)
             return entry

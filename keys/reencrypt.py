@@ -80,13 +80,18 @@ def reencrypt(
     next call resumes it. Raises KeysError for an unknown purpose or batch size.
     """
     system_scope = keys_settings.SYSTEM_CONTEXT
+    if connection.vendor != "postgresql":
+        raise KeysError(
+            "re-encryption needs PostgreSQL (row locks and array updates); the embedded SQLite mode has none"
+        )
     if purpose not in (DataKey.Purpose.FIELD, DataKey.Purpose.INDEX):
         raise KeysError(f"re-encryption is for 'field' or 'index' values, not {purpose!r}")
     if not 1 <= batch <= 10_000:
         raise KeysError("batch must be between 1 and 10000 rows")
     with system_scope("re-encryption: find the active keys"):
         targets = _targets()
-    target_id = int.from_bytes(targets.field_header[1:], "big")
+    # A job is bound to the key of its purpose: a newer rotation of that key supersedes it.
+    target_id = int.from_bytes(targets.index_prefix if purpose == "index" else targets.field_header[1:], "big")
     key_event.send(
         __name__, action="key.reencrypt_start", outcome="success", key_id=target_id, purpose=purpose, details={}
     )

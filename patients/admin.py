@@ -10,11 +10,14 @@ from patients.models import CareTeamMembership, EmergencyAccessGrant
 
 
 @admin.register(CareTeamMembership)
-class CareTeamMembershipAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CareTeamMembershipAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Who is on which care team. Changes go through patients.services (audited), not forms:
+    the patient field would need a patient list that administrators cannot see."""
+
     list_display = ("id", "patient_ref", "clinician", "starts_on", "ends_on")
     list_filter = ("starts_on", "ends_on")
-    fields = ("patient", "clinician", "starts_on", "ends_on")
-    raw_id_fields = ("patient",)
+    fields = ("id", "patient_ref", "clinician", "starts_on", "ends_on")
+    readonly_fields = fields
     # Never join the patient table: administrators cannot see patients, so an INNER JOIN on
     # it (what select_related() does for every foreign key) would hide every row.
     list_select_related = ("clinician",)
@@ -30,7 +33,8 @@ class EmergencyAccessGrantAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: 
 
     list_display = ("granted_at", "clinician", "patient_ref", "expires_at", "ended_at", "is_active_now")
     list_filter = ("granted_at",)
-    fields = ("id", "clinician", "patient_ref", "reason", "granted_at", "expires_at", "ended_at")
+    # Not the reason: it is free clinical text (PHI), which administrators do not read.
+    fields = ("id", "clinician", "patient_ref", "granted_at", "expires_at", "ended_at")
     readonly_fields = fields
     ordering = ("-granted_at",)
     list_select_related = ("clinician",)  # not the patient: see CareTeamMembershipAdmin

@@ -69,6 +69,8 @@ class PatientSearchView(APIView):
 
 
 class PatientExportView(APIView):
+    """The patient's own bundle (patients only: see services.export_patient)."""
+
     permission_classes = [IsAuthenticated, HasCareRole]
 
     def get(self, request: Request, pk: uuid.UUID) -> Response:

@@ -72,9 +72,13 @@ def register_patient(
 
 def get_patient(identity: Identity, pk: uuid.UUID | str, *, action: str = "patient.read") -> Patient:
     """A patient the caller may read, audited; raises Patient.DoesNotExist otherwise."""
-    patient = get_visible(Patient, pk, action=action, purpose=_purpose(identity, pk))
+    patient = get_visible(Patient, pk, action=action, purpose=access_purpose(identity, pk))
     record_event(
-        action, resource_type=RESOURCE, resource_id=patient.pk, patient_id=patient.pk, purpose=_purpose(identity, pk)
+        action,
+        resource_type=RESOURCE,
+        resource_id=patient.pk,
+        patient_id=patient.pk,
+        purpose=access_purpose(identity, pk),
     )
     return patient
 
@@ -113,7 +117,13 @@ def update_patient(identity: Identity, patient: Patient, changes: dict[str, Any]
 
 
 def export_patient(identity: Identity, pk: uuid.UUID | str) -> dict[str, Any]:
-    """The patient's own data as one JSON-ready bundle (HIPAA right of access)."""
+    """The patient's own data as one JSON-ready bundle (HIPAA right of access).
+
+    Patients only: it carries the full SSN and every record, more than any clinical view.
+    Raises PermissionDenied for other roles, Patient.DoesNotExist for someone else's id.
+    """
+    if identity.role not in ("patient", "system"):
+        raise PermissionDenied("Only patients export their own record.")
     patient = get_visible(Patient, pk, action="patient.export")
     from records.services import export_records
 
@@ -161,6 +171,27 @@ def add_to_care_team(
             resource_id=membership.pk,
             patient_id=patient_id,
             details={"clinician": clinician.pk},
+        )
+    return membership
+
+
+def end_care_team_membership(
+    identity: Identity, membership_id: uuid.UUID | str, *, on: dt.date | None = None
+) -> CareTeamMembership:
+    """End a clinician's membership (the row stays, as history). Administrators and the system."""
+    if identity.role not in ("admin", "system"):
+        raise PermissionDenied("Only administrators manage care teams.")
+    membership: CareTeamMembership = get_visible(CareTeamMembership, membership_id, action="careteam.end")
+    membership.ends_on = on or timezone.localdate()
+    membership.full_clean(validate_constraints=False)
+    with transaction.atomic():
+        membership.save(update_fields=["ends_on"])
+        record_event(
+            "careteam.end",
+            resource_type="patients.careteammembership",
+            resource_id=membership.pk,
+            patient_id=membership.patient_id,
+            details={"clinician": membership.clinician_id},
         )
     return membership
 
@@ -246,7 +277,7 @@ def _on_care_team(identity: Identity, patient_id: uuid.UUID) -> bool:
     return active_care_team(identity.user_id).filter(patient_id=patient_id).exists()
 
 
-def _purpose(identity: Identity, patient_id: uuid.UUID | str) -> str:
+def access_purpose(identity: Identity, patient_id: uuid.UUID | str) -> str:
     """``emergency`` when a clinician reads through a break-glass grant, else ``treatment``."""
     if identity.role != "clinician":
         return ""

@@ -13,13 +13,14 @@ from neonpro.audit.services import SYSTEM_ACTOR_ID, record_event
 from neonpro.security.access import get_visible, save_changes
 from neonpro.security.context import Identity
 from patients.models import Patient, active_care_team
+from patients.services import access_purpose
 from records.models import Appointment, MedicalRecord
 
 RECORD = "records.medicalrecord"
 APPOINTMENT = "records.appointment"
 RECORD_FIELDS = ("record_date", "diagnosis", "treatment_plan", "medications", "lab_results", "notes")
 APPOINTMENT_FIELDS = ("scheduled_at", "duration_minutes", "status", "reason", "notes")
-PATIENT_APPOINTMENT_STATUSES = ("requested", "cancelled")
+CANCELLABLE = ("requested", "confirmed")
 
 
 def _require_care_team(identity: Identity, patient_id: uuid.UUID) -> None:
@@ -36,6 +37,7 @@ def list_records(identity: Identity, patient_id: uuid.UUID | str) -> list[Medica
         "record.list",
         resource_type=RECORD,
         patient_id=patient.pk,
+        purpose=access_purpose(identity, patient.pk),
         details={"count": len(records), "ids": [r.pk for r in records]},
     )
     return records
@@ -43,7 +45,13 @@ def list_records(identity: Identity, patient_id: uuid.UUID | str) -> list[Medica
 
 def get_record(identity: Identity, pk: uuid.UUID | str) -> MedicalRecord:
     record = get_visible(MedicalRecord, pk, action="record.read")
-    record_event("record.read", resource_type=RECORD, resource_id=record.pk, patient_id=record.patient_id)
+    record_event(
+        "record.read",
+        resource_type=RECORD,
+        resource_id=record.pk,
+        patient_id=record.patient_id,
+        purpose=access_purpose(identity, record.patient_id),
+    )
     return record
 
 
@@ -90,7 +98,11 @@ def list_appointments(identity: Identity, *, patient_id: uuid.UUID | str | None 
 def get_appointment(identity: Identity, pk: uuid.UUID | str) -> Appointment:
     appointment = get_visible(Appointment, pk, action="appointment.read")
     record_event(
-        "appointment.read", resource_type=APPOINTMENT, resource_id=appointment.pk, patient_id=appointment.patient_id
+        "appointment.read",
+        resource_type=APPOINTMENT,
+        resource_id=appointment.pk,
+        patient_id=appointment.patient_id,
+        purpose=access_purpose(identity, appointment.patient_id),
     )
     return appointment
 
@@ -120,8 +132,10 @@ def create_appointment(identity: Identity, patient_id: uuid.UUID | str, data: di
 
 def update_appointment(identity: Identity, appointment: Appointment, changes: dict[str, Any]) -> Appointment:
     if identity.role == "patient":
-        if set(changes) - {"status"} or changes.get("status") not in PATIENT_APPOINTMENT_STATUSES:
+        if set(changes) - {"status"} or changes.get("status") != "cancelled":
             raise ValidationError({"status": "Patients can only cancel an appointment."})
+        if appointment.status not in CANCELLABLE:
+            raise ValidationError({"status": f"A {appointment.status} appointment can no longer be cancelled."})
     else:
         _require_care_team(identity, appointment.patient_id)
     return save_changes(appointment, changes, allowed=APPOINTMENT_FIELDS, action="appointment.update")

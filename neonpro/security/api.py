@@ -11,19 +11,24 @@ import logging
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import permissions, status
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from keys.exceptions import ProviderError
+from neonpro.audit.services import record_event
 from neonpro.security.context import Identity, current_identity
 
 logger = logging.getLogger(__name__)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, PermissionDenied | DjangoPermissionDenied | NotAuthenticated):
+        _audit_refusal(context)
     if isinstance(exc, ObjectDoesNotExist):
         return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, DjangoValidationError):
@@ -33,6 +38,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         logger.error("key provider unavailable: %s", type(exc).__name__)
         return Response({"detail": "Encryption service unavailable; try again shortly."}, status=503)
     return drf_exception_handler(exc, context)
+
+
+def _audit_refusal(context: dict[str, Any]) -> None:
+    """A refused request (403) leaves a ``denied`` event naming what was asked for."""
+    view, request = context.get("view"), context.get("request")
+    kwargs = context.get("kwargs") or {}
+    record_event(
+        "api.denied",
+        outcome="denied",
+        resource_id=kwargs.get("pk"),
+        details={"view": type(view).__name__ if view else None, "method": getattr(request, "method", None)},
+    )
 
 
 def identity_of(request: Request) -> Identity:

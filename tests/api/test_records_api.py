@@ -135,3 +135,38 @@ def test_appointment_validation(api, world, body, field) -> None:  # type: ignor
     response = api(world.doctor).post("/api/v1/appointments/", {**base, **body})
     assert response.status_code == 400
     assert field in response.json()
+
+
+def test_patients_cannot_rewrite_finished_appointments(api, world) -> None:  # type: ignore[no-untyped-def]
+    from records.models import Appointment
+
+    with system_context("a past visit"):
+        visit = Appointment.objects.create(
+            patient=world.alice, provider=world.doctor, scheduled_at=timezone.now(), status="no_show"
+        )
+    response = api(world.alice_user).patch(f"/api/v1/appointments/{visit.pk}/", {"status": "cancelled"})
+    assert response.status_code == 400 and "no longer be cancelled" in response.json()["status"][0]
+    from django.db import connection
+
+    from tests.conftest import as_identity
+
+    with as_identity(world.alice_user), connection.cursor() as cursor:
+        cursor.execute("UPDATE records_appointment SET status = 'cancelled' WHERE id = %s", [visit.pk])
+        assert cursor.rowcount == 0, "the database refuses it too"
+
+
+def test_refused_requests_are_audited(api, world) -> None:  # type: ignore[no-untyped-def]
+    assert api(world.admin).get(f"/api/v1/patients/{world.alice.pk}/").status_code == 403
+    assert api(world.doctor).get(f"/api/v1/patients/{world.alice.pk}/export/").status_code == 403
+    events = audit_events(action="api.denied")
+    assert [e.outcome for e in events] == ["denied", "denied"]
+    assert events[0].resource_id == world.alice.pk and events[0].details["view"] == "PatientDetailView"
+
+
+def test_break_glass_reads_are_audited_as_emergency(api, world) -> None:  # type: ignore[no-untyped-def]
+    client = api(world.outsider)
+    assert client.post(f"/api/v1/patients/{world.bob.pk}/emergency-access/", {"reason": REASON}).status_code == 201
+    assert client.get(records_url(world.bob)).status_code == 200
+    assert [e.purpose for e in audit_events(action="record.list")] == ["emergency"]
+    assert api(world.doctor).get(records_url(world.alice)).status_code == 200
+    assert [e.purpose for e in audit_events(action="record.list")] == ["emergency", "treatment"]

@@ -81,3 +81,16 @@ def test_keys_are_created_on_first_use_and_only_once(patient_factory) -> None:  
 
 def test_migrations_are_in_sync_with_the_models() -> None:
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_a_ttl_reload_of_the_same_key_keeps_its_reserved_budget(patient_factory, clock, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.NEONPRO_KEY_CACHE_TTL = 60
+    settings.NEONPRO_KEY_COUNT_BLOCK = 1000
+    patient_factory()
+    key = DataKey.objects.get(purpose="field", status="active")
+    before = key.encryption_count
+    for _ in range(5):
+        clock.now += 61  # the cache expires again and again; the key stays the same
+        patient_factory()
+    key.refresh_from_db()
+    assert key.encryption_count == before, "no new block while the reserved one lasts"

@@ -32,6 +32,9 @@ def test_admin_reviews_grants_and_care_teams_without_seeing_patients(world) -> N
     teams = client.get("/admin/patients/careteammembership/", secure=True)
     assert teams.status_code == 200 and str(world.alice.pk) in teams.content.decode()
     page = grants.content.decode() + teams.content.decode()
-    for phi in (world.bob.full_name, world.alice.full_name, world.alice.ssn, world.bob.email):
+    with system_context("find the grant"):
+        grant = EmergencyAccessGrant._plain.get()
+    page += client.get(f"/admin/patients/emergencyaccessgrant/{grant.pk}/change/", secure=True).content.decode()
+    for phi in (world.bob.full_name, world.alice.full_name, world.alice.ssn, world.bob.email, "Collapsed in the lobby"):
         assert phi not in page
     assert client.get("/admin/patients/patient/", secure=True).status_code == 404
