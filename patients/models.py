@@ -47,6 +47,17 @@ def clinician_patients(column: str, clinician_id: uuid.UUID | None) -> Q:
     )
 
 
+def linked_rows(identity: Identity) -> Q:
+    """Q for rows naming a clinician and a patient: admins see all, the others their own."""
+    if identity.role == "admin":
+        return Q()
+    if identity.role == "clinician":
+        return Q(clinician_id=identity.user_id)
+    if identity.role == "patient":
+        return Q(patient_id=identity.patient_id) if identity.patient_id else NOTHING
+    return NOTHING
+
+
 def readable_patient_ids(identity: Identity) -> Q:
     """Q on a ``patient_id`` column: the patients ``identity`` may read (not system)."""
     if identity.role == "patient":
@@ -139,13 +150,7 @@ class CareTeamMembership(models.Model):
 
     @classmethod
     def scope_filter(cls, identity: Identity) -> Q:
-        if identity.role == "admin":
-            return Q()
-        if identity.role == "clinician":
-            return Q(clinician_id=identity.user_id)
-        if identity.role == "patient":
-            return Q(patient_id=identity.patient_id) if identity.patient_id else NOTHING
-        return NOTHING
+        return linked_rows(identity)
 
 
 class EmergencyAccessGrant(models.Model):
@@ -181,10 +186,4 @@ class EmergencyAccessGrant(models.Model):
 
     @classmethod
     def scope_filter(cls, identity: Identity) -> Q:
-        if identity.role == "admin":
-            return Q()
-        if identity.role == "clinician":
-            return Q(clinician_id=identity.user_id)
-        if identity.role == "patient":
-            return Q(patient_id=identity.patient_id) if identity.patient_id else NOTHING
-        return NOTHING
+        return linked_rows(identity)

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from neonpro.audit.services import record_event
-from neonpro.security.access import get_visible, save_changes
+from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import SYSTEM, Identity, system_context
 from patients.models import CareTeamMembership, EmergencyAccessGrant, Patient
 
@@ -72,15 +72,7 @@ def register_patient(
 
 def get_patient(identity: Identity, pk: uuid.UUID | str, *, action: str = "patient.read") -> Patient:
     """A patient the caller may read, audited; raises Patient.DoesNotExist otherwise."""
-    patient = get_visible(Patient, pk, action=action, purpose=access_purpose(identity, pk))
-    record_event(
-        action,
-        resource_type=RESOURCE,
-        resource_id=patient.pk,
-        patient_id=patient.pk,
-        purpose=access_purpose(identity, pk),
-    )
-    return patient
+    return read_visible(Patient, pk, action=action, purpose_of=lambda p: access_purpose(identity, p.pk))
 
 
 def list_patients(identity: Identity, *, limit: int = 200) -> list[Patient]:

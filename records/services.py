@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from neonpro.audit.services import SYSTEM_ACTOR_ID, record_event
-from neonpro.security.access import get_visible, save_changes
+from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import Identity
 from patients.models import Patient, active_care_team
 from patients.services import access_purpose
@@ -44,15 +44,9 @@ def list_records(identity: Identity, patient_id: uuid.UUID | str) -> list[Medica
 
 
 def get_record(identity: Identity, pk: uuid.UUID | str) -> MedicalRecord:
-    record = get_visible(MedicalRecord, pk, action="record.read")
-    record_event(
-        "record.read",
-        resource_type=RECORD,
-        resource_id=record.pk,
-        patient_id=record.patient_id,
-        purpose=access_purpose(identity, record.patient_id),
+    return read_visible(
+        MedicalRecord, pk, action="record.read", purpose_of=lambda r: access_purpose(identity, r.patient_id)
     )
-    return record
 
 
 def create_record(identity: Identity, patient_id: uuid.UUID | str, data: dict[str, Any]) -> MedicalRecord:
@@ -96,15 +90,9 @@ def list_appointments(identity: Identity, *, patient_id: uuid.UUID | str | None 
 
 
 def get_appointment(identity: Identity, pk: uuid.UUID | str) -> Appointment:
-    appointment = get_visible(Appointment, pk, action="appointment.read")
-    record_event(
-        "appointment.read",
-        resource_type=APPOINTMENT,
-        resource_id=appointment.pk,
-        patient_id=appointment.patient_id,
-        purpose=access_purpose(identity, appointment.patient_id),
+    return read_visible(
+        Appointment, pk, action="appointment.read", purpose_of=lambda a: access_purpose(identity, a.patient_id)
     )
-    return appointment
 
 
 def create_appointment(identity: Identity, patient_id: uuid.UUID | str, data: dict[str, Any]) -> Appointment:

@@ -7,6 +7,7 @@ both leave a ``denied`` audit event naming the id that was asked for.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import models
@@ -27,6 +28,22 @@ def get_visible(model: type[M], pk: uuid.UUID | str, *, action: str, purpose: st
     except (model.DoesNotExist, ValueError, TypeError) as exc:  # type: ignore[attr-defined]
         record_event(action, outcome="denied", resource_type=label_of(model), resource_id=pk, purpose=purpose)
         raise model.DoesNotExist(f"No {model._meta.verbose_name} with that id.") from exc  # type: ignore[attr-defined]
+
+
+def read_visible(
+    model: type[M], pk: uuid.UUID | str, *, action: str, purpose_of: Callable[[M], str] | None = None
+) -> M:
+    """``get_visible`` plus the ``success`` read event (the denied one is ``get_visible``'s);
+    ``purpose_of`` names the purpose (treatment, emergency) from the row just read."""
+    obj = get_visible(model, pk, action=action)
+    record_event(
+        action,
+        resource_type=label_of(model),
+        resource_id=obj.pk,
+        patient_id=patient_id_of(obj),
+        purpose=purpose_of(obj) if purpose_of else "",
+    )
+    return obj
 
 
 def save_changes(obj: M, changes: dict[str, Any], *, allowed: tuple[str, ...], action: str) -> M:
