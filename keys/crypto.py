@@ -38,11 +38,6 @@ def decrypt(token: bytes, *, context: bytes | str) -> bytes:
     return envelope.open_sealed(keyring.aead(key_id), token, _as_bytes(context), key_id)
 
 
-def key_id_of(token: bytes) -> int:
-    """The data-key id an envelope was written under."""
-    return envelope.read_key_id(bytes(token))
-
-
 def blind_index(normalized: str, *, context: bytes | str) -> bytes:
     """Index token of an already-normalised value under the active index key."""
     prefix, mac = keyring.index_macs(_as_bytes(context))[0]
