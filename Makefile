@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/neonpro
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-# Debian packages the test suite drives for real (installed when missing).
-SYSTEM_PACKAGES := pgbouncer softhsm2
+# Debian packages the test suite drives for real (installed when missing): a connection pooler,
+# an HSM, and a real browser with its WebDriver (tests/browser).
+SYSTEM_PACKAGES := pgbouncer softhsm2 chromium chromium-driver
 
 .PHONY: run test qa lint format mypy services tools bench clean
 

@@ -1,0 +1,89 @@
+"""One real headless Chromium for the session, driven through Debian's chromedriver.
+
+The browser trusts exactly the served app's development certificate (its SPKI pin), nothing
+else, so a test that reaches a page has passed a real TLS 1.3 handshake and certificate
+check. Each test starts with no cookies and no storage.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def spki_pin(cert_path: Path) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate, as Chromium's pin flags want it."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@pytest.fixture(scope="session")
+def chromium(served_app: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        if not shutil.which(binary):
+            pytest.fail(f"{binary} is missing: `make tools` installs Debian's chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+        f"--ignore-certificate-errors-spki-list={spki_pin(served_app.cert)}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: Any, served_app: Any) -> Iterator[Any]:
+    """The session's Chromium, with no cookies or storage left from an earlier test."""
+
+    def forget() -> None:
+        chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+        chromium.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": served_app.url, "storageTypes": "all"})
+
+    forget()
+    yield chromium
+    forget()
+
+
+def sign_in(browser: Any, app: Any, username: str, password: str | None = None) -> None:
+    """Fill in and submit the sign-in form as a person would (keyboard into the fields, click)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{app.url}/accounts/login/")
+    browser.find_element(By.ID, "id_username").send_keys(username)
+    browser.find_element(By.ID, "id_password").send_keys(password or app.credentials[username])
+    button = browser.find_element(By.CSS_SELECTOR, "form button[type=submit]")
+    button.click()
+    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(button))  # the next page loaded
