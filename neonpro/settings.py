@@ -150,20 +150,21 @@ DATABASES = {
         conn_max_age=0,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if POSTGRESQL:
+    # Django's backend, plus batching below the protocol's 65,535-parameter limit (see
+    # neonpro/db/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "neonpro.db.postgresql"
     # Parameters travel separately from the SQL (never interpolated client-side), and bytea
     # ciphertext is sent in binary instead of being escaped into the query text.
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
         "NEONPRO_DB_SERVER_SIDE_BINDING", True
     )
-if (
-    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-    and os.environ.get("NEONPRO_DB_POOLER") == "transaction"
-):
+if POSTGRESQL and os.environ.get("NEONPRO_DB_POOLER") == "transaction":
     # Behind a transaction-mode pooler: no server-side cursors (Django already disables named
     # prepared statements). The identity is transaction-local already (set_config(..., true)).
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+if POSTGRESQL:
     # Audit events travel on their own connection, so each append commits on its own and
     # holds the chain lock for one insert (see neonpro/audit/routers.py).
     DATABASES["audit"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}

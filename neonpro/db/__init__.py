@@ -1,0 +1,1 @@
+"""Database plumbing of the platform (the PostgreSQL backend NeonPro runs on)."""
