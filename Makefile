@@ -12,7 +12,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # an HSM, and a real browser with its WebDriver (tests/browser).
 SYSTEM_PACKAGES := pgbouncer softhsm2 chromium chromium-driver
 
-.PHONY: run test qa lint format mypy services tools bench clean
+.PHONY: run test qa lint format mypy services tools bench bench-smoke clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ qa: lint mypy test
 
 bench: $(STAMP) services
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python bench/fields.py
+
+# Every benchmark at a tiny size: they run and print their JSON line (CI; figures not checked).
+bench-smoke: $(STAMP) services
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python bench/smoke.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

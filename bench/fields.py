@@ -1,20 +1,30 @@
 """Benchmark: encrypted Patient fields vs plaintext vs django-cryptography, on PostgreSQL.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/neonpro python bench/fields.py [--rows 10000] [--pairs 3]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/neonpro python bench/fields.py \
+        [--rows 10000] [--pairs 5] [--lookup-rows 100000] [--lookup-samples 500]
 
-Workload per run: build N patients and bulk-insert them (write), then load all of them and
-read every field (read). Runs alternate (plaintext, encrypted) and (django-cryptography,
-encrypted) in pairs and report the median ratio of the pairs; the lookup figure is the p50
-of ``Patient.objects.get(ssn=...)`` among ``--lookup-rows`` rows. The last line printed is
-one JSON object.
+``DATABASE_URL`` names a superuser; the bench creates and reuses the throw-away database
+``neonpro_bench_fields``, migrates it as ``neonpro_owner`` and measures as the application
+role ``neonpro_app`` with row-level security in force, as production runs. The plaintext and
+django-cryptography twins of ``Patient`` get the same columns, indexes and row-level-security
+policies as ``patients_patient``, so the only difference measured is the field encryption.
+Every side runs inside the system identity (``system_context``), which the policies let see
+every row.
+
+Workload per run: build N patients and ``bulk_create`` them (write), then load all of them
+and read every PHI field once (read). Runs alternate (plaintext, encrypted) and
+(django-cryptography, encrypted) in pairs, which side goes first alternating too, and the
+figures are the medians of the pairs' ratios; the lookup figure is the p50 of
+``Patient.objects.get(ssn=...)`` among ``--lookup-rows`` rows. Progress goes to stderr; the
+last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import gc
+import importlib
 import json
 import os
 import random
@@ -27,41 +37,34 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BENCH_DB = "neonpro_bench"
+sys.path.insert(0, str(ROOT / "bench"))
 
+import benchdb
 
-def _prepare_environment() -> None:
-    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neonpro")
-    if not url.startswith("postgres"):
-        sys.exit("bench/fields.py runs on PostgreSQL: set DATABASE_URL=postgres://...")
-    base = url.rsplit("/", 1)[0]
-    os.environ["DATABASE_URL"] = f"{base}/{BENCH_DB}"
-    os.environ.setdefault("NEONPRO_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neonpro.settings")
-    os.environ.pop("REDIS_URL", None)
-    import psycopg
-
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-_prepare_environment()
+BENCH_DB = "neonpro_bench_fields"
+benchdb.prepare(BENCH_DB, script="bench/fields.py")
+os.environ["NEONPRO_MASTER_KEY"] = benchdb.master_key("bench/fields.py")
 
 import django
 
 django.setup()
 
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, models
 from django_cryptography.fields import encrypt
 
 from keys.keyring import keyring
+from neonpro.security.context import system_context
+from neonpro.security.rls import policy_statements
 from patients.models import Patient
 
 
 class PlainPatient(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     full_name = models.CharField(max_length=200)
     date_of_birth = models.DateField()
     ssn = models.CharField(max_length=11, null=True, blank=True, db_index=True)
@@ -69,6 +72,8 @@ class PlainPatient(models.Model):
     email = models.CharField(max_length=254, null=True, blank=True, db_index=True)
     phone = models.CharField(max_length=32, null=True, blank=True, db_index=True)
     address = models.TextField(null=True, blank=True)
+    contact_by_email = models.BooleanField(default=False)
+    contact_by_sms = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     active = models.BooleanField(default=True)
@@ -82,6 +87,9 @@ class PlainPatient(models.Model):
 
 class DjCryptoPatient(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     full_name = encrypt(models.CharField(max_length=200))
     date_of_birth = encrypt(models.DateField())
     ssn = encrypt(models.CharField(max_length=11, null=True, blank=True))
@@ -89,6 +97,8 @@ class DjCryptoPatient(models.Model):
     email = encrypt(models.CharField(max_length=254, null=True, blank=True))
     phone = encrypt(models.CharField(max_length=32, null=True, blank=True))
     address = encrypt(models.TextField(null=True, blank=True))
+    contact_by_email = models.BooleanField(default=False)
+    contact_by_sms = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     active = models.BooleanField(default=True)
@@ -101,7 +111,7 @@ class DjCryptoPatient(models.Model):
 
 
 FIELDS = ("full_name", "date_of_birth", "ssn", "mrn", "email", "phone", "address")
-MODELS = {"plain": PlainPatient, "ours": Patient, "djcrypto": DjCryptoPatient}
+MODELS: dict[str, type[models.Model]] = {"plain": PlainPatient, "ours": Patient, "djcrypto": DjCryptoPatient}
 
 
 def _rows(n: int, seed: int) -> list[dict[str, Any]]:
@@ -123,35 +133,46 @@ def _rows(n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def _truncate(model: type[models.Model]) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f'TRUNCATE "{model._meta.db_table}"')
+    """Untimed, as the owner (the application role may not TRUNCATE: it ignores RLS)."""
+    with benchdb.owner() as conn:
+        conn.execute(f'TRUNCATE "{model._meta.db_table}" CASCADE')
 
 
-def _reset_keys() -> None:
-    """The bench database is disposable: start from fresh data keys under this run's master key."""
-    from keys.models import DataKey
-
-    _truncate(Patient)
-    DataKey.objects.all().delete()
-    keyring.clear()
+def _create_twins() -> None:
+    """The plaintext and django-cryptography tables, with patients_patient's policies (as the owner)."""
+    rls = importlib.import_module("patients.migrations.0003_row_level_security")
+    policies = {
+        "select": (rls.PATIENT_READ, None),
+        "insert": (None, rls.IS_SYSTEM),
+        "update": (rls.PATIENT_WRITE, rls.PATIENT_WRITE),
+        "delete": (rls.IS_SYSTEM, None),
+    }
+    with connection.schema_editor() as editor:
+        for model in (PlainPatient, DjCryptoPatient):
+            editor.execute(f'DROP TABLE IF EXISTS "{model._meta.db_table}"')
+            editor.create_model(model)
+            for statement in policy_statements(model._meta.db_table, policies):
+                editor.execute(statement)
 
 
 def _run(kind: str, rows: list[dict[str, Any]]) -> tuple[float, float]:
     model = MODELS[kind]
     _truncate(model)
     gc.collect()
-    start = time.perf_counter()
-    model.objects.bulk_create([model(**row) for row in rows], batch_size=1000)
-    write = time.perf_counter() - start
+    with system_context("bench/fields.py write"):
+        start = time.perf_counter()
+        model.objects.bulk_create([model(**row) for row in rows], batch_size=1000)
+        write = time.perf_counter() - start
     gc.collect()
-    start = time.perf_counter()
     touched = 0
-    for obj in model.objects.all().iterator(chunk_size=2000):
-        for name in FIELDS:
-            getattr(obj, name)
-        touched += 1
-    read = time.perf_counter() - start
-    assert touched == len(rows)
+    with system_context("bench/fields.py read"):
+        start = time.perf_counter()
+        for obj in model.objects.all().iterator(chunk_size=2000):
+            for name in FIELDS:
+                getattr(obj, name)
+            touched += 1
+        read = time.perf_counter() - start
+    assert touched == len(rows), f"{kind}: read {touched} rows, wrote {len(rows)}"
     return write, read
 
 
@@ -183,38 +204,38 @@ def _lookup(n: int, samples: int) -> float:
             i = offset + j
             row["ssn"] = f"{100 + i // 10_000:03d}-{(i // 100) % 100:02d}-{i % 100:02d}{i % 7}{i % 3}"
             row["mrn"] = f"MRN-{i:08d}"
-        Patient.objects.bulk_create([Patient(**row) for row in chunk], batch_size=1000)
-    with connection.cursor() as cursor:
-        cursor.execute(f'ANALYZE "{Patient._meta.db_table}"')
+        with system_context("bench/fields.py lookup seed"):
+            Patient.objects.bulk_create([Patient(**row) for row in chunk], batch_size=1000)
+    with benchdb.owner() as conn:
+        conn.execute(f'ANALYZE "{Patient._meta.db_table}"')
     rng = random.Random(7)
     targets = []
     for _ in range(samples):
         i = rng.randrange(n)
         targets.append(f"{100 + i // 10_000:03d}-{(i // 100) % 100:02d}-{i % 100:02d}{i % 7}{i % 3}")
-    Patient.objects.get(ssn=targets[0])  # warm caches and the key ring
     timings = []
-    for ssn in targets:
-        start = time.perf_counter()
-        found = Patient.objects.get(ssn=ssn)
-        timings.append(time.perf_counter() - start)
-        assert found.ssn == ssn
+    with system_context("bench/fields.py lookups"):
+        Patient.objects.get(ssn=targets[0])  # warm caches and the key ring
+        for ssn in targets:
+            start = time.perf_counter()
+            found = Patient.objects.get(ssn=ssn)
+            timings.append(time.perf_counter() - start)
+            assert found.ssn == ssn
     return statistics.median(timings) * 1000
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000)
-    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--lookup-rows", type=int, default=100_000)
     parser.add_argument("--lookup-samples", type=int, default=500)
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
-    _reset_keys()
-    with connection.schema_editor() as editor:
-        for model in (PlainPatient, DjCryptoPatient):
-            editor.execute(f'DROP TABLE IF EXISTS "{model._meta.db_table}"')
-            editor.create_model(model)
+    _create_twins()
+    benchdb.use_app_role()
+    _truncate(Patient)
     keyring.clear()
     rows = _rows(args.rows, seed=1)
     _run("ours", rows[:500])  # warm-up: key creation, caches, query plans

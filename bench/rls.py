@@ -65,20 +65,25 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BENCH_DB = "neonpro_bench_rls"
+# --smoke: the same measurement on a tiny data set of its own (make bench-smoke, in CI),
+# to prove the benchmark runs; its figures mean nothing.
+SMOKE = "--smoke" in sys.argv
+if SMOKE:
+    BENCH_DB += "_smoke"
 OWNER_ROLE = "neonpro_owner"
 APP_ROLE = "neonpro_app"
 BYPASS_ROLE = "neonpro_bench_bypass"
 
 SEED = 20261128
 SEED_VERSION = 1
-PATIENTS = 5_000
-RECORDS = 100_000
-CLINICIANS = 250
+PATIENTS = 200 if SMOKE else 5_000
+RECORDS = 2_000 if SMOKE else 100_000
+CLINICIANS = 10 if SMOKE else 250
 TEAM_PER_PATIENT = 2  # active care-team members per patient: each clinician gets 40 patients
-ENDED_MEMBERSHIPS = 1_500
-FUTURE_MEMBERSHIPS = 250
-GRANTS = 300
-ACTIVE_GRANTS = 20
+ENDED_MEMBERSHIPS = 50 if SMOKE else 1_500
+FUTURE_MEMBERSHIPS = 10 if SMOKE else 250
+GRANTS = 20 if SMOKE else 300
+ACTIVE_GRANTS = 5 if SMOKE else 20
 FINGERPRINT = json.dumps(
     {
         "version": SEED_VERSION,
@@ -413,6 +418,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=200, help="queries per side per pair")
+    parser.add_argument("--smoke", action="store_true", help="tiny data set of its own: checks that the bench runs")
     args = parser.parse_args()
 
     try:
