@@ -9,7 +9,14 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neonpro.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except BrokenPipeError:
+        # The reader went away (`manage.py audit export | head`): stop quietly, as Unix tools do.
+        # Python would otherwise print a traceback while flushing stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -20,9 +20,16 @@ api_v1 = [
     path("appointments/<uuid:pk>/", records_api.AppointmentDetailView.as_view(), name="appointment-detail"),
 ]
 
+handler400 = "neonpro.security.errors.bad_request"
+handler403 = "neonpro.security.errors.permission_denied"
+handler404 = "neonpro.security.errors.page_not_found"
+handler500 = "neonpro.security.errors.server_error"
+
 urlpatterns = [
     path("", security_views.home, name="home"),
     path("healthz", security_views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on every page that names none (the admin's).
+    path("favicon.ico", security_views.favicon, name="favicon"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="registration/login.html", redirect_authenticated_user=True),

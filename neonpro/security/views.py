@@ -3,8 +3,9 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import render
+from django.templatetags.static import static
 
 
 @login_required
@@ -28,3 +29,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
         status["cache"] = "error"
     ok = all(v == "ok" for v in status.values())
     return JsonResponse(status, status=200 if ok else 503)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every page that names no icon (the admin's)."""
+    return HttpResponsePermanentRedirect(static("neonpro/favicon.svg"))

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from keys import services
+from keys.conf import keys_settings
 from keys.exceptions import KeysError
 from keys.models import DataKey, ReencryptionJob
 
@@ -57,13 +58,18 @@ class Command(BaseCommand):
             self.stdout.write("No data keys yet (they are created on first use or by `keys init`).")
             return
         self.stdout.write(
-            f"{'ID':>5}  {'PURPOSE':<8} {'STATUS':<13} {'ALGORITHM':<12} {'AGE':>5} {'ENCRYPTIONS':>12}  WRAPPED BY"
+            f"{'ID':>5}  {'PURPOSE':<8} {'STATUS':<13} {'ALGORITHM':<12} {'AGE':>5} {'RESERVED*':>12}  WRAPPED BY"
         )
         for r in rows:
             self.stdout.write(
                 f"{r.id:>5}  {r.purpose:<8} {r.status:<13} {r.algorithm:<12} {r.age_days:>4}d "
                 f"{r.encryption_count:>12}  {r.wrapping_key_id}"
             )
+        self.stdout.write(
+            f"* encryptions reserved under the key: an upper bound on those made. Every process reserves "
+            f"a block of {keys_settings.COUNT_BLOCK:,} at its first encryption (so each CLI run adds one); "
+            "rotation policy and the hard limit count reservations, never fewer than were made."
+        )
 
     def handle_verify(self, **options: Any) -> None:
         report = services.verify_keys()
@@ -81,8 +87,6 @@ class Command(BaseCommand):
         self.stdout.write(f"Data keys created: {names}.")
 
     def handle_create_master(self, *, path: Path | None, if_missing: bool, **options: Any) -> None:
-        from keys.conf import keys_settings
-
         target = path or keys_settings.MASTER_KEY_FILE
         if if_missing and target.exists():
             self.stdout.write(f"Master key file {target} already exists.")

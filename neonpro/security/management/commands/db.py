@@ -26,8 +26,22 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if connection.vendor != "postgresql":
-            raise CommandError("database roles and row-level security need PostgreSQL")
+            self._embedded(action)
+            return
         getattr(self, f"handle_{action}")(**options)
+
+    def _embedded(self, action: str) -> None:
+        """The embedded mode (SQLite) has no roles and no row-level security: say what protects it instead."""
+        explanation = (
+            f"This installation runs on {connection.vendor} (the embedded mode of `make run`), which has no "
+            "database roles and no row-level security. Access rules are applied by the ORM's scoped managers "
+            "instead (the same rules the PostgreSQL policies enforce; the test suite checks that both agree), so "
+            "the app still shows each person only their rows, but raw SQL against the file is not filtered. "
+            "For production, point DATABASE_URL at PostgreSQL and run `manage.py db roles` (see docs/database.md)."
+        )
+        if action != "check":
+            raise CommandError(f"`db {action}` needs PostgreSQL. {explanation}")
+        self.stdout.write(explanation)
 
     def handle_roles(self, *, owner: str | None, app: str | None, app_password_file: Path | None, **_: Any) -> None:
         password = app_password_file.read_text().strip() if app_password_file else None

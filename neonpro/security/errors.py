@@ -1,0 +1,56 @@
+"""Error pages: JSON for API clients, HTML for people, never a traceback or PHI.
+
+Django answers a URL no route matches (an unknown path, or an id that is not a UUID) before
+any API view runs, so DRF's exception handler never sees it; these handlers give every
+``/api/`` path the same JSON shape as the API's own errors (``{"detail": ...}``), and every
+other path a plain page. Wired in ``neonpro/urls.py`` (handler400/403/404/500) and as
+``CSRF_FAILURE_VIEW``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django.views.csrf import csrf_failure as django_csrf_failure
+
+API_PREFIX = "/api/"
+
+
+def is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def _json(detail: str, status: int) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_api(request):
+        return _json("Bad request.", 400)
+    return defaults.bad_request(request, exception)  # type: ignore[arg-type]
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_api(request):
+        return _json("You do not have permission to perform this action.", 403)
+    return defaults.permission_denied(request, exception)  # type: ignore[arg-type]
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_api(request):
+        return _json("Not found.", 404)
+    return defaults.page_not_found(request, exception)  # type: ignore[arg-type]
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if is_api(request):
+        return _json("Internal error; it has been logged (without any patient data).", 500)
+    return defaults.server_error(request)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "", **kwargs: Any) -> HttpResponse:
+    if is_api(request):
+        return _json("CSRF check failed: send the X-CSRFToken header and an HTTPS Referer of this site.", 403)
+    return django_csrf_failure(request, reason=reason, **kwargs)

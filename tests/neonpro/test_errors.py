@@ -1,0 +1,98 @@
+"""API clients get JSON errors, people get pages — also for URLs no route matches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.test import Client, RequestFactory
+
+from neonpro.security import errors
+
+pytestmark = pytest.mark.django_db
+
+
+def _json_error(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    body: dict[str, Any] = json.loads(response.content)
+    assert set(body) == {"detail"}
+    return body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/patients/not-a-uuid/",
+        "/api/v1/records/123/",
+        "/api/v1/no-such-endpoint/",
+        "/api/v2/patients/",
+        "/api/",
+    ],
+)
+def test_unmatched_api_urls_answer_json_404(world: Any, path: str) -> None:
+    client = Client()
+    client.force_login(world.doctor)
+
+    body = _json_error(client.get(path, secure=True), 404)
+
+    assert body["detail"] == "Not found."
+
+
+def test_unmatched_page_urls_answer_an_html_404(world: Any) -> None:
+    client = Client()
+    client.force_login(world.doctor)
+
+    response = client.get("/no-such-page/", secure=True)
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_api_post_without_csrf_token_is_a_json_403(world: Any) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.doctor)
+
+    response = client.post(
+        "/api/v1/patients/search/", {"field": "mrn", "value": "X"}, content_type="application/json", secure=True
+    )
+
+    assert "CSRF" in _json_error(response, 403)["detail"]
+
+
+def test_csrf_failure_view_speaks_json_under_api_and_html_elsewhere() -> None:
+    factory = RequestFactory()
+
+    api = errors.csrf_failure(factory.post("/api/v1/patients/search/"), reason="Origin checking failed")
+    page = errors.csrf_failure(factory.post("/accounts/login/"), reason="Origin checking failed")
+
+    assert "CSRF" in _json_error(api, 403)["detail"]
+    assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
+
+
+def test_server_error_under_api_is_json_without_details() -> None:
+    response = errors.server_error(RequestFactory().get("/api/v1/patients/"))
+
+    body = _json_error(response, 500)
+    assert "Traceback" not in body["detail"]
+
+
+def test_other_handlers_under_api_are_json() -> None:
+    factory = RequestFactory()
+
+    _json_error(errors.bad_request(factory.get("/api/v1/x/")), 400)
+    _json_error(errors.permission_denied(factory.get("/api/v1/x/")), 403)
+    assert errors.bad_request(factory.get("/x/")).status_code == 400
+    assert errors.permission_denied(factory.get("/x/")).status_code == 403
+
+
+def test_favicon_is_served_not_a_404(client: Client) -> None:
+    response = client.get("/favicon.ico", secure=True)
+
+    assert response.status_code == 301
+    assert response["Location"].endswith("neonpro/favicon.svg")
+    found = finders.find("neonpro/favicon.svg")
+    assert found and b"<svg" in Path(str(found)).read_bytes()

@@ -1,0 +1,121 @@
+"""What an operator types on the embedded install (`make run`'s database), and what they see."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tests.served import parse_credentials
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+MANAGE = str(BASE_DIR / "manage.py")
+
+
+class Install:
+    def __init__(self, data_dir: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("NEONPRO_", "DJANGO_", "CELERY_"))}
+        self.env.pop("DATABASE_URL", None)
+        self.env.pop("REDIS_URL", None)
+        self.env["NEONPRO_DATA_DIR"] = str(data_dir)
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, MANAGE, *args], env=self.env, cwd=BASE_DIR, capture_output=True, text=True, timeout=120
+        )
+
+
+@pytest.fixture(scope="module")
+def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
+    site = Install(tmp_path_factory.mktemp("embedded"))
+    for step in (("keys", "create-master", "--if-missing"), ("migrate", "--noinput", "-v", "0"), ("keys", "init")):
+        result = site.manage(*step)
+        assert result.returncode == 0, result.stderr
+    seeded = site.manage("demo", "seed")
+    assert seeded.returncode == 0, seeded.stderr
+    site.first_passwords = parse_credentials(seeded.stdout)  # type: ignore[attr-defined]
+    yield site
+
+
+def _can_sign_in(site: Install, username: str, password: str) -> bool:
+    check = site.manage(
+        "shell",
+        "-c",
+        f"from django.contrib.auth import authenticate; print(authenticate(username={username!r}, "
+        f"password={password!r}) is not None)",
+    )
+    assert check.returncode == 0, check.stderr
+    return check.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_lost_demo_passwords_can_be_replaced(install: Install) -> None:
+    old = install.first_passwords  # type: ignore[attr-defined]
+    assert set(old) == {"admin", "dr.house", "dr.grey", "patient.ada"}
+
+    again = install.manage("demo", "seed")
+    assert "demo reset-passwords" in again.stdout, "the way back in is named when seeding is skipped"
+    reset = install.manage("demo", "reset-passwords")
+
+    assert reset.returncode == 0, reset.stderr
+    new = parse_credentials(reset.stdout)
+    assert set(new) == set(old) and all(new[u] != old[u] for u in old)
+    assert _can_sign_in(install, "dr.house", new["dr.house"])
+    assert not _can_sign_in(install, "dr.house", old["dr.house"])
+    events = install.manage("audit", "export")
+    assert events.stdout.count('"action": "account.password_set"') == len(new)
+    assert new["admin"] not in events.stdout
+
+
+def test_db_check_explains_the_embedded_mode(install: Install) -> None:
+    check = install.manage("db", "check")
+
+    assert check.returncode == 0, check.stderr
+    assert "no row-level security" in check.stdout and "scoped managers" in check.stdout
+    roles = install.manage("db", "roles")
+    assert roles.returncode == 1
+    assert "needs PostgreSQL" in roles.stderr and "DATABASE_URL" in roles.stderr
+
+
+def test_keys_status_labels_counts_as_reserved(install: Install) -> None:
+    status = install.manage("keys", "status")
+
+    assert status.returncode == 0, status.stderr
+    assert "RESERVED*" in status.stdout and "upper bound" in status.stdout
+
+
+def test_audit_export_into_a_closed_pipe_stops_quietly(install: Install) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, MANAGE, "audit", "export"],
+        env=install.env,
+        cwd=BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line, as with `| head -0`
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+@pytest.mark.django_db
+def test_admin_says_no_scheduler_runs_in_the_embedded_mode(settings: Any, user_factory: Any) -> None:
+    admin_user = user_factory("admin", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(admin_user)
+    url = "/admin/django_celery_beat/periodictask/"
+
+    settings.CELERY_TASK_ALWAYS_EAGER, settings.CELERY_BROKER_URL = True, "memory://"
+    embedded = client.get(url, secure=True)
+    settings.CELERY_TASK_ALWAYS_EAGER, settings.CELERY_BROKER_URL = False, "redis://127.0.0.1:6379/0"
+    deployed = client.get(url, secure=True)
+
+    assert embedded.status_code == deployed.status_code == 200
+    assert "No scheduler runs in this installation" in embedded.content.decode()
+    assert "No scheduler runs" not in deployed.content.decode()
