@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
-import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from cryptography.exceptions import InvalidTag
 from django.core import checks, exceptions
 from django.core.exceptions import FieldError
 from django.db import models
@@ -40,28 +37,15 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from keys import crypto, envelope
-from keys.exceptions import AuthenticationError, DecryptionError, EncryptionError
+from keys.exceptions import EncryptionError
 from keys.keyring import keyring
 from keys.normalizers import NORMALIZERS
+from keys.sealing import INDEX_TOKEN_SIZE, ROW_CONTEXT, SEALED_PK, Reader, Sealer, make_reader, make_sealer, row_context
 
-# Instance-dict keys: the primary key the row had when its ciphertexts were loaded, and
-# (pk, its 16 bytes) so a row's fields share one conversion.
-SEALED_PK = "_keys_sealed_pk"
-ROW_CONTEXT = "_keys_row_context"
-INDEX_PREFIX_SIZE = 4 + crypto.INDEX_SIZE
+__all__ = ["ROW_CONTEXT", "SEALED_PK"]
+INDEX_PREFIX_SIZE = INDEX_TOKEN_SIZE
 _OVERHEAD = envelope.OVERHEAD
-_HEADER_SIZE = envelope.HEADER_SIZE
 _VERSION = envelope.VERSION
-_UUID = uuid.UUID
-_aeads = keyring._aeads
-_active = keyring._active
-_monotonic = time.monotonic
-
-
-def _pk_bytes(pk: Any) -> bytes:
-    if pk.__class__ is _UUID:
-        return pk.bytes
-    return uuid.UUID(str(pk)).bytes
 
 
 class EncryptedAttribute:
@@ -83,8 +67,7 @@ class EncryptedAttribute:
             instance.refresh_from_db(fields=[self.attname])
             value = data[self.attname]
         if value.__class__ is bytes:
-            value = self.field.open_value(data, value)
-            data[self.attname] = value
+            value = data[self.attname] = self.field._read(data, value)
         return value
 
     def __set__(self, instance: models.Model, value: Any) -> None:
@@ -136,6 +119,18 @@ class EncryptedMixin(_MixinBase):
         self._prefix = self.label.encode() + b"\x00"
         if self.search:
             self._normalize = NORMALIZERS[self.search]
+        self._seal: Sealer = make_sealer(self._prefix, self._normalize if self.search else None)
+        self._bind_reader()
+
+    def _bind_reader(self) -> None:
+        """(Re)build the reader: it binds the primary key's attname, known once the class is."""
+        self._read: Reader = make_reader(
+            self._prefix,
+            searchable=bool(self.search),
+            decode=self._decode,
+            pk_attname=self.pk_attname,
+            where=self.where,
+        )
 
     def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, path, args, kwargs = super().deconstruct()
@@ -194,48 +189,15 @@ class EncryptedMixin(_MixinBase):
         return f"{self.label} of row {pk}"
 
     def _row_context(self, data: dict[str, Any], pk: Any) -> tuple[Any, bytes]:
-        """(pk, its 16 UUID bytes), computed once per row and cached in its ``__dict__``.
-
-        Also the once-per-row moment to let expired keys drop out of the key cache.
-        """
-        if pk is None:
-            raise DecryptionError("the row has no primary key to authenticate against", where=self.label)
-        keyring.tick()
-        context = (pk, _pk_bytes(pk))
-        data[ROW_CONTEXT] = context
-        return context
+        return row_context(data, pk, self.label)
 
     def open_value(self, data: dict[str, Any], token: bytes, pk: Any = None) -> Any:
         """Decrypt a stored value; ``data`` is the instance ``__dict__``.
 
-        Hot path: one cached-key lookup by the envelope header and one AES-GCM call. Anything
-        unusual (unknown version, short value, key not cached) takes the slow path, which
-        validates the envelope and names the failure.
+        ``pk`` is the row the value was sealed for (default: the one it was loaded with).
+        Raises a DecryptionError subclass naming the field and row on any failure.
         """
-        if pk is None:
-            pk = data.get(SEALED_PK) or data.get(self.pk_attname)
-        row = data.get(ROW_CONTEXT)
-        if row is None or row[0] is not pk:
-            row = self._row_context(data, pk)
-        context = self._prefix + row[1]
-        if self.search:
-            context += token[:INDEX_PREFIX_SIZE]
-            token = token[INDEX_PREFIX_SIZE:]
-        header = token[:_HEADER_SIZE]
-        aead = _aeads.get(header)
-        try:
-            if aead is None or len(token) < _OVERHEAD:
-                envelope.read_key_id(token)
-                aead = keyring.aead_for_header(header)
-            return self._decode(aead.decrypt(token[_HEADER_SIZE:17], token[17:], header + context))
-        except InvalidTag:
-            raise AuthenticationError(
-                "authentication failed: the value was altered, truncated, or moved from another row or column",
-                key_id=int.from_bytes(header[1:], "big"),
-                where=self.where(pk),
-            ) from None
-        except DecryptionError as exc:
-            raise exc.at(self.where(pk)) from None
+        return self._read(data, token, pk)
 
     def seal_value(self, value: Any, pk: Any, data: dict[str, Any] | None = None) -> bytes:
         """Encrypt a plaintext value for the row whose primary key is ``pk``."""
@@ -244,17 +206,8 @@ class EncryptedMixin(_MixinBase):
             data = {}
         row = data.get(ROW_CONTEXT)
         if row is None or row[0] is not pk:
-            row = self._row_context(data, pk)
-        key = _active.get("field")
-        if key is None or key.expires < _monotonic() or key.budget <= 0:
-            key = keyring.active("field")
-        # Not atomic across threads: concurrent writers may overspend a block by a few
-        # encryptions, far inside the margin between the rotation policy and the hard limit.
-        key.budget -= 1
-        if self.search:
-            prefix = self.index_token(value)
-            return prefix + envelope.seal(key.aead, key.header, plaintext, self._prefix + row[1] + prefix)
-        return envelope.seal(key.aead, key.header, plaintext, self._prefix + row[1])
+            row = row_context(data, pk, self.label)
+        return self._seal(plaintext, value, row[1])
 
     def normalize(self, value: Any) -> str:
         return self._normalize(value if value.__class__ is str else str(value))
@@ -283,9 +236,12 @@ class EncryptedMixin(_MixinBase):
                 raise TypeError(f"{self.label} takes a {self.python_type_name}, not bytes")
             if sealed_pk == pk:
                 return value  # untouched since it was loaded for this very row
-            value = self.open_value(data, value, sealed_pk)
+            value = self._read(data, value, sealed_pk)
             data[self.attname] = value
-        return self.seal_value(value, pk, data)
+        row = data.get(ROW_CONTEXT)
+        if row is None or row[0] is not pk:
+            row = row_context(data, pk, self.label)
+        return self._seal(self.encode(value), value, row[1])
 
     python_type_name = "value"
 
@@ -580,3 +536,4 @@ def _bind_primary_key(sender: type[models.Model], **kwargs: Any) -> None:
     for field in sender._meta.concrete_fields:
         if isinstance(field, EncryptedMixin):
             field.pk_attname = pk.attname
+            field._bind_reader()

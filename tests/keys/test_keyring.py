@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from keys import fields as keyfields
 from keys import keyring as keyring_module
+from keys import sealing
 from keys.exceptions import UnknownKeyError
 from keys.keyring import keyring
 from keys.models import DataKey
@@ -28,7 +28,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(keyring_module, "_monotonic", fake)
-    monkeypatch.setattr(keyfields, "_monotonic", fake)
+    monkeypatch.setattr(sealing, "_monotonic", fake)
     return fake
 
 

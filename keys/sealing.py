@@ -1,0 +1,146 @@
+"""The hot path of field encryption: one sealer and one reader per encrypted field.
+
+Guarantees, the same as every envelope v1 value (``keys.envelope`` documents the layout and
+is the reference the tests hold these functions to):
+
+* each value gets a fresh 96-bit nonce from ``os.urandom`` and is sealed with AES-256-GCM
+  under the active ``field`` data key, spending one unit of that key's reserved encryption
+  budget (the keyring reserves more, or refuses at the hard limit, when it runs out);
+* the associated data is header ‖ ``app.model.field`` ‖ NUL ‖ the row's 16 UUID bytes, and for
+  searchable fields also the 20-byte blind-index token stored in front of the envelope, so a
+  value moved to another row, column or index token fails to open;
+* the active key and the index key are re-read once the key-cache TTL has passed;
+* a malformed value raises a :class:`~keys.exceptions.DecryptionError` naming where it lives,
+  never a bare ``ValueError`` or ``IndexError``.
+
+Everything that does not change from one value to the next (the field's label, normaliser
+and decoder, the keyring's dictionaries, the functions called) is bound once per field,
+because the Python around each AES-GCM call used to cost three to four times the call.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+
+from keys import envelope
+from keys.exceptions import AuthenticationError, DecryptionError
+from keys.keyring import keyring
+
+# Instance-dict keys: the primary key the row had when its ciphertexts were loaded, and
+# (pk, its 16 bytes) so a row's fields share one conversion.
+SEALED_PK = "_keys_sealed_pk"
+ROW_CONTEXT = "_keys_row_context"
+INDEX_TOKEN_SIZE = 20  # 4-byte index-key id + 16-byte truncated HMAC-SHA256
+AUTH_FAILED = "authentication failed: the value was altered, truncated, or moved from another row or column"
+
+Sealer = Callable[[bytes, Any, bytes], bytes]
+Reader = Callable[..., Any]
+_UUID = uuid.UUID
+_monotonic = time.monotonic  # module-level, so tests can move the clock
+
+
+def row_context(data: dict[str, Any], pk: Any, where: str) -> tuple[Any, bytes]:
+    """(pk, its 16 UUID bytes), computed once per row and cached in its ``__dict__``.
+
+    Also the once-per-row moment to let expired keys drop out of the key cache.
+    """
+    if pk is None:
+        raise DecryptionError("the row has no primary key to authenticate against", where=where)
+    keyring.tick()
+    try:
+        context = (pk, pk.bytes if pk.__class__ is _UUID else _UUID(str(pk)).bytes)
+    except ValueError:
+        raise DecryptionError("the row's primary key is not a UUID", where=where) from None
+    data[ROW_CONTEXT] = context
+    return context
+
+
+def make_sealer(label: bytes, normalize: Callable[[str], str] | None) -> Sealer:
+    """``seal(plaintext, value, row_uuid_bytes) -> stored bytes`` for one field.
+
+    ``label`` is ``app.model.field`` followed by NUL; ``normalize`` the searchable field's
+    normaliser (``value`` is what it indexes), or None for a field without a blind index.
+    """
+    active = keyring._active
+    index_cache = keyring._index_macs
+    load_key = keyring.active
+    load_macs = keyring.index_macs
+    urandom = os.urandom
+    nonce_size = envelope.NONCE_SIZE
+
+    if normalize is None:
+
+        def seal(plaintext: bytes, value: Any, row: bytes) -> bytes:
+            key = active.get("field")
+            if key is None or key.budget <= 0 or key.expires <= _monotonic():
+                key = load_key("field")
+            key.budget -= 1
+            nonce = urandom(nonce_size)
+            header = key.header
+            return header + nonce + key.aead.encrypt(nonce, plaintext, header + label + row)
+
+        return seal
+
+    def seal_searchable(plaintext: bytes, value: Any, row: bytes) -> bytes:
+        now = _monotonic()
+        key = active.get("field")
+        if key is None or key.budget <= 0 or key.expires <= now:
+            key = load_key("field")
+        key.budget -= 1
+        cached = index_cache.get(label)
+        prefix, mac = load_macs(label)[0] if cached is None or cached[1] <= now else cached[0][0]
+        digest = mac.copy()
+        digest.update(normalize(value if value.__class__ is str else str(value)).encode())
+        token = prefix + digest.finalize()[:16]
+        nonce = urandom(nonce_size)
+        header = key.header
+        return token + header + nonce + key.aead.encrypt(nonce, plaintext, header + label + row + token)
+
+    return seal_searchable
+
+
+def make_reader(
+    label: bytes, *, searchable: bool, decode: Callable[[bytes], Any], pk_attname: str, where: Callable[[Any], str]
+) -> Reader:
+    """``read(data, stored, pk=None) -> value`` for one field.
+
+    ``data`` is the instance ``__dict__``; ``pk`` the row the value was sealed for (default:
+    the primary key it was loaded with); ``where(pk)`` names the value in errors.
+    """
+    aeads = keyring._aeads
+    load_aead = keyring.aead_for_header
+    start = INDEX_TOKEN_SIZE if searchable else 0
+    header_end = start + envelope.HEADER_SIZE
+    nonce_end = header_end + envelope.NONCE_SIZE
+    shortest = start + envelope.OVERHEAD
+    field_label = label[:-1].decode()
+
+    def slow_key(stored: bytes, header: bytes) -> Any:
+        envelope.read_key_id(stored[start:])  # length and version first: they name the failure
+        return load_aead(header)
+
+    def read(data: dict[str, Any], stored: bytes, pk: Any = None) -> Any:
+        if pk is None:
+            pk = data.get(SEALED_PK) or data.get(pk_attname)
+        row = data.get(ROW_CONTEXT)
+        if row is None or row[0] is not pk:
+            row = row_context(data, pk, field_label)
+        header = stored[start:header_end]
+        aead = aeads.get(header)
+        try:
+            if aead is None or len(stored) < shortest:
+                aead = slow_key(stored, header)
+            aad = header + label + row[1] + stored[:start] if start else header + label + row[1]
+            return decode(aead.decrypt(stored[header_end:nonce_end], stored[nonce_end:], aad))
+        except InvalidTag:
+            raise AuthenticationError(AUTH_FAILED, key_id=int.from_bytes(header[1:], "big"), where=where(pk)) from None
+        except DecryptionError as exc:
+            raise exc.at(where(pk)) from None
+
+    return read
