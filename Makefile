@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+# sslyze needs cryptography<47 and the project pins 50: it gets a virtualenv of its own.
+SSLYZE_VENV := .venv-sslyze
+SSLYZE_STAMP := $(SSLYZE_VENV)/.installed-$(shell sha256sum requirements-sslyze.txt | cut -c1-12)
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/neonpro
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
@@ -12,13 +15,18 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # an HSM, and a real browser with its WebDriver (tests/browser).
 SYSTEM_PACKAGES := pgbouncer softhsm2 chromium chromium-driver
 
-.PHONY: run test qa lint format mypy services tools bench bench-smoke clean
+.PHONY: run test qa lint format mypy services tools sslyze bench bench-smoke clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
+
+$(SSLYZE_STAMP): requirements-sslyze.txt
+	@test -x $(SSLYZE_VENV)/bin/python || $(PYTHON) -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/python -m pip install -q -r requirements-sslyze.txt
+	@rm -f $(SSLYZE_VENV)/.installed-* && touch $@
 
 # The embedded default: SQLite, local master key file, eager tasks, in-memory channels.
 run: $(STAMP)
@@ -43,7 +51,10 @@ tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: $(STAMP) services tools
+# The TLS scanner the test suite runs against `manage.py serve`.
+sslyze: $(SSLYZE_STAMP)
+
+test: $(STAMP) $(SSLYZE_STAMP) services tools
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -67,4 +78,4 @@ bench-smoke: $(STAMP) services
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python bench/smoke.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SSLYZE_VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

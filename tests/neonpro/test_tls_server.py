@@ -1,6 +1,6 @@
 """The real `manage.py serve` listener: TLS 1.3 only, the dev certificate, and the security headers.
 
-One server process (embedded mode: SQLite, local master key file) is started for the module and
+One server process (embedded mode: SQLite, local master key file; `server` in conftest.py) is
 spoken to with the stdlib `ssl`/`http.client`, the way a browser or agent would.
 """
 
@@ -8,111 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
-import os
 import socket
 import ssl
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-MANAGE = str(BASE_DIR / "manage.py")
-STARTUP_TIMEOUT = 60.0
+from tests.neonpro.conftest import Server
+
 # Mozilla "modern": the TLS 1.3 suites, all AEAD.
 AEAD_SUITES = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
-# Variables that would pull the subprocess out of the embedded default.
-_STRIPPED_ENV = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "NEONPRO_ENV",
-    "NEONPRO_MASTER_KEY",
-    "NEONPRO_MASTER_KEY_FILE",
-    "NEONPRO_TLS_DIR",
-    "NEONPRO_TLS_CERT",
-    "NEONPRO_TLS_KEY",
-    "DJANGO_SECRET_KEY",
-    "DJANGO_SECRET_KEY_FILE",
-    "DJANGO_DEBUG",
-    "DJANGO_ALLOWED_HOSTS",
-    "DJANGO_SECURE_SSL_REDIRECT",
-    "DJANGO_BEHIND_PROXY",
-)
-
-
-@dataclass(frozen=True)
-class Server:
-    port: int
-    cert: Path
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _manage(*args: str, env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [sys.executable, MANAGE, *args], env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-
-
-def _wait_until_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"serve did not listen on {port} within {STARTUP_TIMEOUT:.0f}s:\n{log.read_text()}")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("neonpro-serve")
-    env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV}
-    env.update(
-        NEONPRO_DATA_DIR=str(data_dir),
-        DATABASE_URL=f"sqlite:///{data_dir / 'db.sqlite3'}",
-        DJANGO_SETTINGS_MODULE="neonpro.settings",
-        PYTHONUNBUFFERED="1",
-    )
-    _manage("keys", "create-master", "--if-missing", env=env)
-    _manage("migrate", "--noinput", env=env)
-    _manage("collectstatic", "--noinput", "-v", "0", env=env)
-    port = _free_port()
-    log = data_dir / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=BASE_DIR,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_listening(proc, port, log)
-        yield Server(port=port, cert=data_dir / "tls" / "dev-cert.pem", log=log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def _client_context(server: Server) -> ssl.SSLContext:

@@ -1,4 +1,4 @@
-"""``manage.py serve``: the ASGI app over HTTPS (TLS 1.3 only) with uvicorn."""
+"""``manage.py serve``: the ASGI app over HTTPS (TLS 1.3 only, groups pinned) with uvicorn."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from certificates.devcert import ensure_dev_certificate
-from neonpro.security.tls import server_context
+from neonpro.security.tls import (
+    TLSConfigurationError,
+    check_pinned_groups,
+    ensure_pinned_openssl_config,
+    server_context,
+)
 
 
 class Command(BaseCommand):
@@ -23,6 +28,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         import uvicorn
 
+        try:
+            ensure_pinned_openssl_config("serve")  # OpenSSL reads OPENSSL_CONF at start-up: may re-execute
+        except TLSConfigurationError as exc:
+            raise CommandError(str(exc)) from exc
         self.check(databases=["default"])
         # Refuse to serve as a role that bypasses row-level security (superuser, BYPASSRLS, owner).
         self.check(databases=["default"], tags=["database"], include_deployment_checks=True)
@@ -43,5 +52,9 @@ class Command(BaseCommand):
         )
         config.load()
         config.ssl = server_context(cert, key)  # replace uvicorn's context: TLS 1.3 only
+        try:
+            check_pinned_groups(config.ssl)  # refuse to serve with OpenSSL's default groups
+        except TLSConfigurationError as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(f"NeonPro on https://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/")
         uvicorn.Server(config).run()
