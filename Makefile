@@ -29,13 +29,14 @@ $(SSLYZE_STAMP): requirements-sslyze.txt
 	@rm -f $(SSLYZE_VENV)/.installed-* && touch $@
 
 # The embedded default: SQLite, local master key file, eager tasks, in-memory channels.
+# `make run PORT=8444` when 8443 is taken.
+PORT ?= 8443
 run: $(STAMP)
-	$(BIN)/python manage.py keys create-master --if-missing
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py keys init
-	$(BIN)/python manage.py collectstatic --noinput -v 0
-	$(BIN)/python manage.py demo seed
-	$(BIN)/python manage.py serve --host 127.0.0.1 --port 8443
+	@$(BIN)/python manage.py keys create-master --if-missing
+	@$(BIN)/python manage.py migrate --noinput -v 0
+	@$(BIN)/python manage.py keys init
+	@$(BIN)/python manage.py collectstatic --noinput -v 0
+	@$(BIN)/python manage.py demo run --host 127.0.0.1 --port $(PORT)
 
 # Start PostgreSQL and Redis when they are not already running (CI machines start them).
 services:

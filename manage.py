@@ -2,6 +2,7 @@
 """Django's command-line utility for NeonPro."""
 
 import os
+import signal
 import sys
 
 
@@ -17,6 +18,10 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE
+    except KeyboardInterrupt:
+        # Ctrl-C: stop without a traceback, and let the caller see death by SIGINT (exit 130).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 if __name__ == "__main__":

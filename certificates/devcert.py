@@ -1,8 +1,10 @@
 """Self-signed development certificate for `make run`.
 
-Guarantees: ECDSA P-256 key, SHA-256 signature, SAN for localhost/127.0.0.1/::1, at most
-90 days of validity (Mozilla "modern" profile); the private key file is created 0600 and
-the pair is regenerated when it is missing, unreadable, or within 7 days of expiry.
+Guarantees: ECDSA P-256 key, SHA-256 signature, SAN for localhost/127.0.0.1/::1, subject and
+authority key identifiers (so path validators accept it as its own trust anchor), at most 90
+days of validity (Mozilla "modern" profile); the private key file is created 0600 and the
+pair is regenerated when it is missing, unreadable, within 7 days of expiry, or made by an
+older version without key identifiers.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ def ensure_dev_certificate(directory: Path, *, now: dt.datetime | None = None) -
     if cert_path.exists() and key_path.exists():
         try:
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
             if cert.not_valid_after_utc - now > RENEW_BEFORE:
                 return cert_path, key_path
-        except ValueError:
+        except (ValueError, x509.ExtensionNotFound):
             pass
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -74,5 +77,7 @@ def _self_signed(key: ec.EllipticCurvePrivateKey, now: dt.datetime) -> x509.Cert
         .add_extension(san, critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )

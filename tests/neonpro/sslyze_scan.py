@@ -3,7 +3,9 @@
 Run by sslyze's own interpreter (``.venv-sslyze/bin/python``, built by ``make sslyze``), never
 imported by the suite: sslyze pins ``cryptography<47`` and the project pins 50.
 
-    sslyze_scan.py HOST:PORT OUT.json
+    sslyze_scan.py HOST:PORT OUT.json [CA.pem]
+
+CA.pem is the trust anchor for certificate path validation (``--certinfo_ca_file``).
 
 OUT.json holds ``scan``, the document ``sslyze --json_out`` writes, and ``mozilla_modern_issues``,
 what ``sslyze --mozilla_config=modern`` reports (criterion -> description; empty when compliant).
@@ -19,6 +21,8 @@ import sys
 from pathlib import Path
 
 from sslyze import (
+    CertificateInfoExtraArgument,
+    ScanCommandsExtraArguments,
     Scanner,
     ServerNetworkLocation,
     ServerScanRequest,
@@ -35,7 +39,7 @@ from sslyze.mozilla_tls_profile.tls_config_checker import (
 )
 
 
-def main(target: str, out: Path) -> int:
+def main(target: str, out: Path, ca_file: Path | None) -> int:
     host, _, port = target.rpartition(":")
     started = dt.datetime.now(dt.UTC)
     scanner = Scanner()
@@ -44,6 +48,9 @@ def main(target: str, out: Path) -> int:
             ServerScanRequest(
                 server_location=ServerNetworkLocation(hostname=host, port=int(port)),
                 scan_commands=SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
+                scan_commands_extra_arguments=ScanCommandsExtraArguments(
+                    certificate_info=CertificateInfoExtraArgument(custom_ca_file=ca_file) if ca_file else None
+                ),
             )
         ]
     )
@@ -71,4 +78,4 @@ def main(target: str, out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], Path(sys.argv[2])))
+    sys.exit(main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) > 3 else None))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.served import parse_credentials
+from tests.served import free_port, parse_credentials
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 MANAGE = str(BASE_DIR / "manage.py")
@@ -119,3 +121,89 @@ def test_admin_says_no_scheduler_runs_in_the_embedded_mode(settings: Any, user_f
     assert embedded.status_code == deployed.status_code == 200
     assert "No scheduler runs in this installation" in embedded.content.decode()
     assert "No scheduler runs" not in deployed.content.decode()
+
+
+def _start(install: Install, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, MANAGE, *args],
+        env=install.env,
+        cwd=BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> list[str]:
+    """Lines the process printed up to and including the first one containing ``marker``."""
+    import queue
+    import threading
+    import time
+
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    proc.lines, proc.reader = lines, reader  # type: ignore[attr-defined]  # _stop reads the rest
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01)).rstrip("\n")
+        except queue.Empty:
+            break
+        seen.append(line)
+        if marker in line:
+            return seen
+    proc.kill()
+    pytest.fail(f"never printed {marker!r}:\n" + "\n".join(seen))
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """Ctrl-C, as an operator stops it; returns what it printed after the lines already read."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    proc.reader.join(timeout=10)  # type: ignore[attr-defined]
+    rest = []
+    while not proc.lines.empty():  # type: ignore[attr-defined]
+        rest.append(proc.lines.get())  # type: ignore[attr-defined]
+    return "".join(rest)
+
+
+def test_demo_run_ends_its_start_up_output_with_how_to_sign_in(tmp_path_factory: pytest.TempPathFactory) -> None:
+    site = Install(tmp_path_factory.mktemp("demo-run"))
+    for step in (("keys", "create-master", "--if-missing"), ("migrate", "--noinput", "-v", "0")):
+        assert site.manage(*step).returncode == 0
+    port = free_port()
+
+    first = _start(site, "demo", "run", "--port", str(port))
+    lines = _read_until(first, "patient.ada")
+    rest = _stop(first)
+
+    listening = next(i for i, line in enumerate(lines) if "NeonPro is listening on" in line)
+    assert f"https://localhost:{port}/" in lines[listening]
+    after = "\n".join(lines[listening:])
+    assert f"https://localhost:{port}/admin/" in after and "passwords shown only now" in after
+    passwords = parse_credentials("\n".join(lines))
+    assert set(passwords) == {"admin", "dr.house", "dr.grey", "patient.ada"}
+    assert first.returncode == -signal.SIGINT
+    assert "Finished server process" in rest and "Traceback" not in rest
+
+    again = _start(site, "demo", "run", "--port", str(port))
+    lines = _read_until(again, "demo reset-passwords")
+    _stop(again)
+    assert not parse_credentials("\n".join(lines)), "passwords are shown once"
+
+
+def test_a_busy_port_is_named_with_the_way_out(install: Install) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = install.manage("serve", "--port", str(port))
+
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"make run PORT={port + 1}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "listening" not in result.stdout

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from certificates.devcert import ensure_dev_certificate
+from neonpro.security.listener import AnnouncingServer, PortUnavailableError, bind, public_url
 from neonpro.security.tls import (
     TLSConfigurationError,
     check_pinned_groups,
@@ -20,12 +21,14 @@ from neonpro.security.tls import (
 class Command(BaseCommand):
     help = "Serve NeonPro over HTTPS with TLS 1.3 only."
     requires_system_checks: list[str] = []
+    # ``banner``: lines to print once listening (``demo run`` passes how to sign in).
+    stealth_options = ("banner",)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8443)
 
-    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
+    def handle(self, *args: Any, host: str, port: int, banner: list[str] | None = None, **options: Any) -> None:
         import uvicorn
 
         try:
@@ -56,5 +59,15 @@ class Command(BaseCommand):
             check_pinned_groups(config.ssl)  # refuse to serve with OpenSSL's default groups
         except TLSConfigurationError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"NeonPro on https://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/")
-        uvicorn.Server(config).run()
+        try:
+            sock = bind(host, port)
+        except PortUnavailableError as exc:
+            raise CommandError(str(exc)) from None
+
+        def announce() -> None:
+            self.stdout.write(f"NeonPro is listening on {public_url(host, port)} (TLS 1.3). Stop it with Ctrl-C.")
+            for line in banner or []:
+                self.stdout.write(line)
+            self.stdout.flush()
+
+        AnnouncingServer(config, on_listening=announce).run(sockets=[sock])
