@@ -4,7 +4,8 @@ Guarantees: ``create_roles`` (run once by a DBA, as a superuser) makes both role
 NOSUPERUSER NOBYPASSRLS; ``grant_runtime_privileges`` (run by the owner; also after every
 ``migrate``) gives the application role DML on every table — except the audit log, where it
 may only INSERT and SELECT — and nothing else: no DDL, no TRUNCATE (which ignores RLS), no
-ownership. ``runtime_role_problems`` is what the start-up check refuses to serve with.
+ownership. ``runtime_role_problems`` is what the start-up check refuses to serve with, and it
+follows role membership: a role that can ``SET ROLE`` to the owner is refused like the owner.
 """
 
 from __future__ import annotations
@@ -84,22 +85,96 @@ def runtime_role_problems(using: str = "default") -> list[str]:
     connection = connections[using]
     if connection.vendor != "postgresql":
         return []
-    problems = []
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
-        user, superuser, bypass = cursor.fetchone()
-        if superuser:
-            problems.append(f"database role {user} is a superuser, which bypasses row-level security")
-        if bypass:
-            problems.append(f"database role {user} has BYPASSRLS")
-        cursor.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
-            "WHERE r.rolname = current_user AND c.relname = ANY(%s)",
-            [list(PHI_TABLES)],
+        return role_problems(cursor)
+
+
+def role_problems(cursor: Any) -> list[str]:
+    """What lets the connected role get around row-level security or the audit log's protection.
+
+    Checked through role membership too — ``pg_has_role(..., 'MEMBER')``: direct or indirect,
+    whatever INHERIT says, since a member of the owner role can ``SET ROLE`` to it:
+    superuser, BYPASSRLS, CREATEROLE (it could grant itself the owner's role), REPLICATION (the
+    raw WAL), owning any table, sequence, view, function or the schema of the application
+    (owners can switch RLS off and drop triggers), and any privilege beyond the DML it is
+    granted — TRUNCATE (which ignores RLS), REFERENCES, TRIGGER, UPDATE or DELETE on the audit
+    log, CREATE in the schema or the database.
+    """
+    problems: list[str] = []
+    cursor.execute("SELECT current_user")
+    user = cursor.fetchone()[0]
+    cursor.execute(
+        "SELECT rolname, rolsuper, rolbypassrls, rolcreaterole, rolreplication FROM pg_roles r "
+        "WHERE pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY rolname <> current_user, rolname"
+    )
+    for name, superuser, bypass, createrole, replication in cursor.fetchall():
+        who = f"database role {user}" + ("" if name == user else f" can become {name} (role membership), which")
+        for flag, what in (
+            (superuser, "is a superuser, which bypasses row-level security"),
+            (bypass, "has BYPASSRLS"),
+            (createrole, "has CREATEROLE, so it can grant itself the owner's role"),
+            (replication, "has REPLICATION, so it can read the raw write-ahead log"),
+        ):
+            if flag:
+                problems.append(f"{who} {what}" if name == user else f"{who} {what.split(', ')[0]}")
+    cursor.execute(
+        "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+        "AND pg_has_role(current_user, c.relowner, 'MEMBER') ORDER BY c.relname"
+    )
+    owned = cursor.fetchall()
+    if owned:
+        names = [name for name, _ in owned]
+        phi = [name for name in names if name in PHI_TABLES]
+        listed = phi or names
+        shown = ", ".join(listed[:6]) + (", ..." if len(listed) > 6 else "")
+        owners = sorted({owner for _, owner in owned})
+        subject = (
+            f"database role {user}"
+            if owners == [user]
+            else f"database role {user} can act as {', '.join(owners)}, which"
         )
-        owned = sorted(row[0] for row in cursor.fetchall())
-        if owned:
-            problems.append(f"database role {user} owns PHI tables ({', '.join(owned)}), so it can switch RLS off")
+        problems.append(
+            f"{subject} owns {'PHI tables' if phi else 'tables'} ({shown}; {len(owned)} relations in all), "
+            "so it can switch RLS off and drop the audit log's triggers"
+        )
+    cursor.execute(
+        "SELECT p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+        "AND pg_has_role(current_user, p.proowner, 'MEMBER') ORDER BY p.proname"
+    )
+    functions = [row[0] for row in cursor.fetchall()]
+    if functions:
+        problems.append(f"database role {user} owns functions ({', '.join(functions[:6])}), so it can rewrite them")
+    cursor.execute(
+        "SELECT pg_has_role(current_user, n.nspowner, 'MEMBER'), has_schema_privilege(current_user, n.oid, 'CREATE'), "
+        "has_database_privilege(current_user, current_database(), 'CREATE') "
+        "FROM pg_namespace n WHERE n.nspname = 'public'"
+    )
+    owns_schema, create_in_schema, create_in_database = cursor.fetchone()
+    if owns_schema:
+        problems.append(f"database role {user} owns schema public, so it can drop or replace any object in it")
+    elif create_in_schema:
+        problems.append(f"database role {user} may CREATE objects in schema public")
+    if create_in_database:
+        problems.append(f"database role {user} may CREATE schemas in the database")
+    extra = []
+    cursor.execute(
+        "SELECT c.relname, has_table_privilege(current_user, c.oid, 'TRUNCATE'), "
+        "has_table_privilege(current_user, c.oid, 'REFERENCES'), has_table_privilege(current_user, c.oid, 'TRIGGER'), "
+        "has_table_privilege(current_user, c.oid, 'UPDATE'), has_table_privilege(current_user, c.oid, 'DELETE') "
+        "FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') ORDER BY c.relname"
+    )
+    for table, truncate, references, trigger, update, delete in cursor.fetchall():
+        granted = [
+            name for name, flag in (("TRUNCATE", truncate), ("REFERENCES", references), ("TRIGGER", trigger)) if flag
+        ]
+        if table in APPEND_ONLY_TABLES:
+            granted += [name for name, flag in (("UPDATE", update), ("DELETE", delete)) if flag]
+        if granted:
+            extra.append(f"{'/'.join(granted)} on {table}")
+    if extra:
+        shown = "; ".join(extra[:6]) + ("; ..." if len(extra) > 6 else "")
+        problems.append(f"database role {user} has privileges beyond the DML it needs: {shown}")
     return problems
 
 
