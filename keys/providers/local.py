@@ -1,7 +1,10 @@
 """The ``local`` key provider: a 32-byte master key from the environment or a 0600 file.
 
 Guarantees: the key is exactly 32 bytes and does not look like a password or a constant
-(low byte diversity, printable ASCII); a key file readable by group or others is refused;
+(low byte diversity, printable ASCII); a key file is refused, as OpenSSH refuses a private
+key, when it is readable by group or others, is a symbolic link or not a regular file, is
+owned by another user, or sits in a directory someone else could use to swap it (owned by
+another user than this one or root, or writable by group or others without the sticky bit);
 data keys are wrapped with AES-256-GCM under the master key with the caller's context as
 AAD. The master key's id is a one-way fingerprint, so the id can be stored and logged.
 """
@@ -71,16 +74,54 @@ def write_key_file(path: Path, key: bytes) -> None:
 
 
 def read_key_file(path: Path) -> bytes:
+    """The master key in ``path``, after the checks OpenSSH makes of a private key."""
     try:
-        st = path.stat()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise MasterKeyError(f"no master key: {path} does not exist. {_HINT}") from None
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise MasterKeyError(
-            f"master key file {path} has mode {stat.S_IMODE(st.st_mode):04o}; it must not be readable by "
-            f"group or others (chmod 600 {path})"
-        )
-    return decode_master_key(path.read_text(), source=f"master key file {path}")
+    except OSError as exc:
+        if os.path.islink(path):
+            raise MasterKeyError(
+                f"master key file {path} is a symbolic link; point NEONPRO_MASTER_KEY_FILE at the file itself"
+            ) from None
+        raise MasterKeyError(f"master key file {path} cannot be opened: {exc.strerror}") from None
+    with os.fdopen(fd, "r") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise MasterKeyError(f"master key file {path} is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise MasterKeyError(
+                f"master key file {path} is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}); "
+                "the key must belong to the account that runs NeonPro"
+            )
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            raise MasterKeyError(
+                f"master key file {path} has mode {stat.S_IMODE(st.st_mode):04o}; it must not be readable by "
+                f"group or others (chmod 600 {path})"
+            )
+        _check_directories(path)
+        text = fh.read()
+    return decode_master_key(text, source=f"master key file {path}")
+
+
+def _check_directories(path: Path) -> None:
+    """No directory above the key lets anyone but this user (or root) replace it."""
+    directory = Path(os.path.abspath(path)).parent
+    while True:
+        st = directory.stat()
+        if st.st_uid not in (os.geteuid(), 0):
+            raise MasterKeyError(
+                f"directory {directory} holding the master key is owned by uid {st.st_uid}: its owner could "
+                "replace the key; keep the key under directories owned by this user or root"
+            )
+        if stat.S_IMODE(st.st_mode) & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise MasterKeyError(
+                f"directory {directory} holding the master key has mode {stat.S_IMODE(st.st_mode):04o}: group or "
+                f"others could replace the key (chmod go-w {directory})"
+            )
+        if directory.parent == directory:
+            return
+        directory = directory.parent
 
 
 class LocalKeyProvider(KeyProvider):

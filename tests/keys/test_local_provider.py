@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from keys.exceptions import MasterKeyError, ProviderError
-from keys.providers.local import LocalKeyProvider, decode_master_key, read_key_file, write_key_file
+from keys.providers.local import (
+    LocalKeyProvider,
+    decode_master_key,
+    generate_master_key,
+    read_key_file,
+    write_key_file,
+)
 
 
 def test_accepts_32_random_bytes() -> None:
@@ -83,3 +89,70 @@ def test_fingerprint_is_stable_and_reveals_nothing() -> None:
     assert LocalKeyProvider(key).current_key_id == LocalKeyProvider(key).current_key_id
     assert key.hex()[:16] not in LocalKeyProvider(key).current_key_id
     assert LocalKeyProvider(key).list_keys()[0].current
+
+
+# -- the key file is checked as OpenSSH checks a private key -----------------------------------
+
+
+def _key_file(directory: Path) -> Path:
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / "master.key"
+    write_key_file(path, generate_master_key())
+    return path
+
+
+def test_a_key_in_a_private_directory_is_read(tmp_path: Path) -> None:
+    path = _key_file(tmp_path / "keys")
+
+    assert len(read_key_file(path)) == 32
+
+
+def test_a_symbolic_link_to_the_key_is_refused(tmp_path: Path) -> None:
+    target = _key_file(tmp_path / "keys")
+    link = tmp_path / "keys" / "link.key"
+    link.symlink_to(target)
+
+    with pytest.raises(MasterKeyError, match="symbolic link"):
+        read_key_file(link)
+
+
+def test_a_key_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    path = _key_file(tmp_path / "keys")
+    os.chown(path, 65534, 65534)
+
+    with pytest.raises(MasterKeyError, match="owned by uid 65534"):
+        read_key_file(path)
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o722])
+def test_a_directory_others_could_write_to_is_refused(tmp_path: Path, mode: int) -> None:
+    path = _key_file(tmp_path / "keys")
+    (tmp_path / "keys").chmod(mode)
+
+    with pytest.raises(MasterKeyError, match="could replace the key"):
+        read_key_file(path)
+
+
+def test_a_sticky_shared_directory_above_is_accepted(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: others may write, but not rename or delete our entries
+    path = _key_file(shared / "keys")
+
+    assert len(read_key_file(path)) == 32
+
+
+def test_a_directory_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    path = _key_file(tmp_path / "keys")
+    os.chown(tmp_path / "keys", 65534, 65534)
+
+    with pytest.raises(MasterKeyError, match="owned by uid 65534"):
+        read_key_file(path)
+
+
+def test_a_key_path_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "master.key"
+    os.mkfifo(fifo, 0o600)
+
+    with pytest.raises(MasterKeyError, match="not a regular file"):
+        read_key_file(fifo)
