@@ -14,7 +14,8 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import permissions, status
-from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.exceptions import NotAuthenticated, ParseError, PermissionDenied
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -73,3 +74,36 @@ class IsClinician(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return identity_of(request).role == "clinician"
+
+
+MAX_JSON_DEPTH = 32
+
+
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser, refusing documents nested deeper than ``MAX_JSON_DEPTH`` with a 400.
+
+    Python's decoder gives up with RecursionError near 1,000 levels (a 500), and what it
+    does parse deeply must still be validated, encrypted and serialised by recursive code.
+    No request of this API needs more than a few levels.
+    """
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError(f"JSON nested too deeply: at most {MAX_JSON_DEPTH} levels") from None
+        if _depth_exceeds(data, MAX_JSON_DEPTH):
+            raise ParseError(f"JSON nested too deeply: at most {MAX_JSON_DEPTH} levels")
+        return data
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False

@@ -96,3 +96,25 @@ def test_favicon_is_served_not_a_404(client: Client) -> None:
     assert response["Location"].endswith("neonpro/favicon.svg")
     found = finders.find("neonpro/favicon.svg")
     assert found and b"<svg" in Path(str(found)).read_bytes()
+
+
+@pytest.mark.parametrize("depth", [33, 200, 5000])
+def test_deeply_nested_json_is_a_400_not_a_500(world: Any, depth: int) -> None:
+    client = Client()
+    client.force_login(world.doctor)
+    body = '{"field": "mrn", "value": ' + "[" * depth + "]" * depth + "}"
+
+    response = client.post("/api/v1/patients/search/", body, content_type="application/json", secure=True)
+
+    assert "nested too deeply" in _json_error(response, 400)["detail"]
+
+
+def test_ordinary_nesting_still_parses(world: Any) -> None:
+    client = Client()
+    client.force_login(world.doctor)
+    body = json.dumps({"field": "mrn", "value": [[["x"]]]})
+
+    response = client.post("/api/v1/patients/search/", body, content_type="application/json", secure=True)
+
+    assert response.status_code == 400
+    assert "value" in response.json()  # a validation error about the field, not the nesting
