@@ -17,11 +17,33 @@ from typing import Any
 import psycopg
 import pytest
 from django.conf import settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 TEST_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
 OWNER_ROLE = "neonpro_owner"
 APP_ROLE = "neonpro_app"
 _ADMIN_USER: dict[str, str] = {}
+
+# Property tests are part of `make test`: the same examples on every run (derandomize), no
+# example database, no per-example deadline (a first example may create keys). Each test
+# sets a small max_examples through fuzz_budget(); NEONPRO_FUZZ_FACTOR=1000 multiplies every
+# budget for a long local fuzzing session, with random examples.
+_FUZZ_FACTOR = int(os.environ.get("NEONPRO_FUZZ_FACTOR", "1"))
+hypothesis_settings.register_profile(
+    "neonpro",
+    derandomize=_FUZZ_FACTOR == 1,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile("neonpro")
+
+
+def fuzz_budget(examples: int) -> int:
+    """The number of examples a property test runs: ``examples`` in `make test`."""
+    return examples * _FUZZ_FACTOR
 
 
 def pytest_configure(config: pytest.Config) -> None:
