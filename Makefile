@@ -42,8 +42,20 @@ tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Line and branch coverage of every run, subprocesses included ([tool.coverage.run] in
+# pyproject.toml). A full run enforces tests/coverage_policy.py; a run narrowed with
+# PYTEST_ARGS only reports (COVERAGE_CHECK=enforce enforces anyway).
+COVERAGE_DIR := $(CURDIR)/var/coverage
+COVERAGE_CHECK ?= $(if $(strip $(PYTEST_ARGS)),report,enforce)
+
 test: $(STAMP) services tools
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+	@rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	@export COVERAGE_FILE=$(COVERAGE_DIR)/.coverage; \
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/coverage run -m pytest $(PYTEST_ARGS); \
+	status=$$?; \
+	$(BIN)/coverage combine --quiet --data-file=$$COVERAGE_FILE $(COVERAGE_DIR) || status=1; \
+	$(BIN)/python -m tests.coverage_policy $(COVERAGE_CHECK) || { [ $$status -ne 0 ] || status=1; }; \
+	exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
