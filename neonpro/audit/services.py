@@ -180,9 +180,19 @@ def _canonical_ip(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         return None
+    # PostgreSQL writes IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) IPv6
+    # addresses with a dotted quad, where Python writes hex groups (::ffff:a00:1).
+    packed = address.packed
+    if len(packed) == 16 and packed[:10] == bytes(10):
+        v4 = ipaddress.IPv4Address(packed[12:])
+        if packed[10:12] == b"\xff\xff":
+            return f"::ffff:{v4}"
+        if packed[10:12] == bytes(2) and packed[12:14] != bytes(2):
+            return f"::{v4}"
+    return str(address)
 
 
 def _as_uuid(value: uuid.UUID | str | None) -> uuid.UUID | None:
