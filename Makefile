@@ -11,7 +11,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # Debian packages the test suite drives for real (installed when missing).
 SYSTEM_PACKAGES := pgbouncer softhsm2
 
-.PHONY: run test qa lint format mypy services tools bench clean
+.PHONY: run test mutation qa lint format mypy services tools bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,16 @@ test: $(STAMP) services tools
 	$(BIN)/coverage combine --quiet --data-file=$$COVERAGE_FILE $(COVERAGE_DIR) || status=1; \
 	$(BIN)/python -m tests.coverage_policy $(COVERAGE_CHECK) || { [ $$status -ne 0 ] || status=1; }; \
 	exit $$status
+
+# Mutation testing of the crypto and audit core (not in CI: it takes minutes per module).
+# Each module runs against its own tests on a database of its own (tests/mutation.py);
+# MODULES="keys/crypto.py" narrows it.
+MUTATION_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/neonpro_mut
+MUTATION_REDIS_URL ?= redis://127.0.0.1:6379/4
+
+mutation: $(STAMP) services tools
+	MUTATION_DATABASE_URL=$(MUTATION_DATABASE_URL) MUTATION_REDIS_URL=$(MUTATION_REDIS_URL) \
+		$(BIN)/python -m tests.mutation $(MODULES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

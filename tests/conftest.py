@@ -94,7 +94,8 @@ def django_db_modify_db_settings() -> None:
     let the owner role create and migrate the test database."""
     from neonpro.security.db import create_roles
 
-    _ADMIN_USER["user"] = settings.DATABASES["default"]["USER"]
+    # Once per process: a second session in it (mutmut runs several) finds the owner role here.
+    _ADMIN_USER.setdefault("user", settings.DATABASES["default"]["USER"])
     with psycopg.connect(superuser_dsn(), autocommit=True) as conn, conn.cursor() as cursor:
         create_roles(cursor, owner=OWNER_ROLE, app=APP_ROLE, database="postgres")
     _use_role(OWNER_ROLE)
@@ -110,9 +111,11 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
     from tests.keys.sample_models import SAMPLE_MODELS
 
     with django_db_blocker.unblock():
+        existing = set(connection.introspection.table_names())  # a reused test database has them
         with connection.schema_editor() as editor:
             for model in [*SAMPLE_MODELS, *MIGRATE_IN_MODELS]:
-                editor.create_model(model)
+                if model._meta.db_table not in existing:
+                    editor.create_model(model)
         assert grant_runtime_privileges("default")
     _use_role(APP_ROLE)
     yield

@@ -196,12 +196,10 @@ def _canonical_ip(value: str | None) -> str | None:
 
 
 def _as_uuid(value: uuid.UUID | str | None) -> uuid.UUID | None:
-    if value is None or value == "":
-        return None
     if isinstance(value, uuid.UUID):
         return value
     try:
-        return uuid.UUID(str(value))
+        return uuid.UUID(str(value))  # None and "" do not parse either
     except ValueError:
         return None  # a malformed id in a URL is recorded as "no id", never echoed
 
@@ -224,7 +222,7 @@ def verify_chain(*, batch: int = 5000) -> ChainReport:
     for event in _iterate(batch):
         prev = bytes(event.prev_hash)
         if prev != previous_hash:
-            where = f"after event {previous_id}" if previous_id else "at the start"
+            where = "at the start" if previous_id is None else f"after event {previous_id}"
             report.problems.append(
                 f"event {event.pk}: does not follow the previous event ({where}): an event was deleted, "
                 "inserted or reordered"

@@ -544,3 +544,48 @@ def test_a_broken_link_names_the_event_and_the_one_before() -> None:
     assert report.problems == [
         "event 3: does not follow the previous event (after event 2): an event was deleted, inserted or reordered"
     ]
+
+
+def test_an_event_stores_every_field_it_was_given() -> None:
+    resource, patient = uuid.uuid4(), uuid.uuid4()
+    event = record_event(
+        "patient.export",
+        outcome="denied",
+        resource_type="patients.patient",
+        resource_id=resource,
+        patient_id=patient,
+        purpose="treatment",
+        details={"count": 1},
+    )
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (stored.action, stored.outcome, stored.purpose) == ("patient.export", "denied", "treatment")
+    assert (stored.resource_type, stored.resource_id, stored.patient_id) == ("patients.patient", resource, patient)
+    assert stored.details == {"count": 1}
+
+
+def test_mixed_collections_sort_by_their_text() -> None:
+    thing = uuid.UUID(CANONICAL)
+    event = record_event("patient.list", details={"mixed": [thing, "field", 10, None, True]})
+    assert AuditEvent.objects.get(pk=event.pk).details == {"mixed": [10, CANONICAL, None, True, "field"]}
+
+
+def test_events_hash_their_utc_time_whatever_the_local_time_zone(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.TIME_ZONE = "Asia/Kolkata"  # the process's local time too (Django calls tzset)
+    first = record_event("audit_test.local_time")
+    second = record_event("audit_test.local_time", now=dt.datetime(2024, 6, 1, 12, 0))  # naive: local
+    assert first.occurred_at.utcoffset() == second.occurred_at.utcoffset() == dt.timedelta(0)
+    report = verify_chain()
+    assert report.ok, report.problems
+
+
+def test_the_chain_is_read_and_written_on_the_audit_connection_whatever_the_routers(settings) -> None:  # type: ignore[no-untyped-def]
+    """The services name their connection: the AuditRouter is not what keeps one chain."""
+    settings.DATABASE_ROUTERS = []
+    first = record_event("audit_test.unrouted", details={"n": 1})
+    second = record_event("audit_test.unrouted", details={"n": 2})
+    assert bytes(second.prev_hash) == bytes(first.hash)
+    exported = [row["id"] for row in export_events(since=first.occurred_at)]
+    assert first.pk in exported and second.pk in exported
+    report = verify_chain()
+    assert report.ok, report.problems
+    assert report.checked == AuditEvent.objects.using("audit").count()  # including this test's own
