@@ -20,7 +20,9 @@ from django.conf import settings
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-TEST_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
+# A fresh master key per run. `make mutation` passes one in for all the processes of a run
+# (they share one reused test database, whose data keys it wraps); it is never printed.
+TEST_MASTER_KEY = os.environ.get("NEONPRO_TEST_MASTER_KEY") or base64.b64encode(os.urandom(32)).decode()
 OWNER_ROLE = "neonpro_owner"
 APP_ROLE = "neonpro_app"
 _ADMIN_USER: dict[str, str] = {}
@@ -46,7 +48,17 @@ def fuzz_budget(examples: int) -> int:
     return examples * _FUZZ_FACTOR
 
 
+_CONFIGURED_DATABASES: dict[str, dict[str, Any]] = {}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A second session in the same process (mutmut runs several) starts from the configured
+    # database names and users again, not from the test database and role the last one left.
+    from django.db import connections
+
+    for alias, db in settings.DATABASES.items():
+        db.update(_CONFIGURED_DATABASES.setdefault(alias, {"NAME": db["NAME"], "USER": db["USER"]}))
+    connections.close_all()
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" not in engine:
         pytest.exit(

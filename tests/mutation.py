@@ -13,6 +13,7 @@ Usage: ``python -m tests.mutation [module ...]`` (default: all of MODULES).
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -84,10 +85,23 @@ def _score(target: Path) -> tuple[int, int, list[str]]:
     return killed, len(counted), survivors
 
 
+def _drop_test_database(url: str) -> None:
+    """Start each module on a fresh test database, which its mutants then reuse."""
+    import dj_database_url
+    import psycopg
+    from psycopg import sql
+
+    db = dj_database_url.parse(url)
+    dsn = f"host={db['HOST'] or '127.0.0.1'} port={db['PORT'] or 5432} user={db['USER']} dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"test_{db['NAME']}")))
+
+
 def run(module: str, tests: list[str], env: dict[str, str]) -> tuple[int, int, list[str]]:
     target = WORK / module.replace("/", "_").removesuffix(".py")
     _copy_project(target)
     _configure(target, module, tests)
+    _drop_test_database(env["DATABASE_URL"])
     # One mutant at a time: the suite's tests share one database, and two concurrent runs
     # could fail each other's tests, counting a surviving mutant as killed.
     children = env.get("MUTATION_CHILDREN", "1")
@@ -113,6 +127,8 @@ def main(argv: list[str]) -> int:
         "REDIS_URL": os.environ.get("MUTATION_REDIS_URL", "redis://127.0.0.1:6379/4"),
     }
     env.pop("COVERAGE_PROCESS_CONFIG", None)
+    # One master key for every process of the run (mutmut runs the suite in several).
+    env["NEONPRO_TEST_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
     scores = {}
     for module in selected:
         scores[module] = run(module, MODULES[module], env)

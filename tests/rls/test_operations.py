@@ -74,9 +74,9 @@ def _policies() -> dict[str, tuple[str, str | None, str | None]]:
     return {name: (cmd, using, check) for name, cmd, using, check in rows}
 
 
-def _apply(operation: Any, direction: str = "forwards") -> None:
+def _apply(operation: Any, direction: str = "forwards", app_label: str = "tests") -> None:
     with connection.schema_editor() as editor:
-        getattr(operation, f"database_{direction}")("tests", editor, ProjectState(), ProjectState())
+        getattr(operation, f"database_{direction}")(app_label, editor, ProjectState(), ProjectState())
 
 
 @pytest.fixture
@@ -206,3 +206,26 @@ def test_protect_table_describes_itself_and_leaves_the_model_state_alone() -> No
     state = ProjectState()
     operation.state_forwards("tests", state)
     assert state.models == {}
+
+
+class _OnlyRecordsMigrate:
+    """A router that lets only the records app migrate (as a multi-database setup might)."""
+
+    def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool:
+        return app_label == "records"
+
+
+def test_postgres_only_sql_asks_the_routers_with_its_app_label(probe: ProtectTable, settings: Any) -> None:
+    settings.DATABASE_ROUTERS = [_OnlyRecordsMigrate()]
+    operation = PostgresOnlySQL(
+        f"COMMENT ON TABLE pg_temp.{TABLE} IS 'routed'", reverse_sql=f"COMMENT ON TABLE pg_temp.{TABLE} IS 'back'"
+    )
+    comment = "SELECT obj_description(%s::regclass, 'pg_class')"
+    _apply(operation, app_label="patients")
+    assert _sql(comment, [f"pg_temp.{TABLE}"]) == [(None,)], "the router refused this app"
+    _apply(operation, app_label="records")
+    assert _sql(comment, [f"pg_temp.{TABLE}"]) == [("routed",)]
+    _apply(operation, "backwards", app_label="patients")
+    assert _sql(comment, [f"pg_temp.{TABLE}"]) == [("routed",)]
+    _apply(operation, "backwards", app_label="records")
+    assert _sql(comment, [f"pg_temp.{TABLE}"]) == [("back",)]
