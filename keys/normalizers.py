@@ -7,8 +7,8 @@ meaning once published.
 
 Guarantees: every normaliser first applies Unicode NFKC, so full-width, compatibility and
 canonically equivalent spellings (full-width digits and letters, ligatures, a decomposed
-accent) index like the plain ones; and every normaliser is idempotent (normalising a normalised value changes
-nothing), so a stored value and a search for its normal form meet.
+accent) index like the plain ones; and every normaliser is idempotent (normalising a
+normalised value changes nothing), so a stored value and a search for its normal form meet.
 """
 
 from __future__ import annotations
