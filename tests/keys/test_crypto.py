@@ -23,6 +23,7 @@ from keys.exceptions import (
 )
 from keys.keyring import HARD_LIMIT, keyring
 from keys.models import DataKey
+from keys.reencrypt import reencrypt
 from keys.rotation import rotate_data_key
 from keys.subjects import encrypt_for_subject
 from neonpro.audit.models import AuditEvent
@@ -216,6 +217,16 @@ def test_crypto_encrypt_stops_at_the_hard_limit_for_every_purpose(purpose: str, 
     crypto.encrypt(b"v", context=CONTEXT, purpose=purpose)
     with pytest.raises(EncryptionError, match="encryption limit"):
         crypto.encrypt(b"v", context=CONTEXT, purpose=purpose)
+
+
+def test_reencryption_stops_at_the_hard_limit_and_leaves_values_readable(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.NEONPRO_KEY_COUNT_BLOCK = 3
+    sample = EncryptedSample.objects.create(text="before the rotation")
+    key = _fresh_key("field")  # the sample is now under a decrypt-only key
+    DataKey.objects.filter(pk=key.pk).update(encryption_count=HARD_LIMIT)
+    with pytest.raises(EncryptionError, match="encryption limit"), transaction.atomic():
+        reencrypt("field", batch=50)
+    assert EncryptedSample.objects.get(pk=sample.pk).text == "before the rotation"
 
 
 # -- blind indexes: the active index key, on every path that computes one --------------------
