@@ -32,10 +32,15 @@ def encrypt(plaintext: bytes, *, context: bytes | str, purpose: str = "field") -
 
 
 def decrypt(token: bytes, *, context: bytes | str) -> bytes:
-    """Decrypt an envelope; raises a DecryptionError subclass on any failure."""
+    """Decrypt an envelope; raises a DecryptionError subclass on any failure.
+
+    The key is looked up by the envelope's own header, so a header naming an id that no
+    data key can have (0, which per-subject blobs carry) is an unknown key, not a crash.
+    """
     token = bytes(token)
     key_id = envelope.read_key_id(token)
-    return envelope.open_sealed(keyring.aead(key_id), token, _as_bytes(context), key_id)
+    aead = keyring.aead_for_header(token[: envelope.HEADER_SIZE])
+    return envelope.open_sealed(aead, token, _as_bytes(context), key_id)
 
 
 def blind_index(normalized: str, *, context: bytes | str) -> bytes:

@@ -125,9 +125,14 @@ class Keyring:
 
     # -- decryption --------------------------------------------------------------------
     def aead(self, key_id: int) -> AESGCM:
+        """The cipher of data key ``key_id``; UnknownKeyError when no usable key has that id."""
+        if not 0 < key_id <= envelope.MAX_KEY_ID:
+            raise UnknownKeyError("no data key can have this id", key_id=key_id)
         return self.aead_for_header(envelope.header_for(key_id))
 
     def aead_for_header(self, header: bytes) -> AESGCM:
+        """The cipher for an envelope's 5-byte header; a DecryptionError subclass when the
+        header is malformed or names no usable field/file/session key."""
         self.tick()
         aead = self._aeads.get(header)
         if aead is not None:
@@ -137,7 +142,9 @@ class Keyring:
     def _load_aead(self, header: bytes) -> AESGCM:
         from keys.models import DataKey
 
-        key_id = envelope.read_key_id(header + bytes(envelope.OVERHEAD - len(header)))
+        if len(header) != envelope.HEADER_SIZE:
+            raise DecryptionError(f"an envelope header is {envelope.HEADER_SIZE} bytes, not {len(header)}")
+        key_id = envelope.read_key_id(header + bytes(envelope.OVERHEAD - envelope.HEADER_SIZE))
         with self._lock:
             datakey = DataKey.objects.usable().filter(pk=key_id).first()
             if datakey is None or datakey.purpose == DataKey.Purpose.INDEX:

@@ -4,6 +4,11 @@ A normaliser maps every spelling a user may type to one canonical string before 
 indexed, so ``123-45-6789`` and ``123 45 6789`` find the same row. Fields name one of these
 by key (``search="digits"``); the name is stored in migrations, so names never change
 meaning once published.
+
+Guarantees: every normaliser first applies Unicode NFKC, so full-width, compatibility and
+canonically equivalent spellings (full-width digits and letters, ligatures, a decomposed
+accent) index like the plain ones; and every normaliser is idempotent (normalising a
+normalised value changes nothing), so a stored value and a search for its normal form meet.
 """
 
 from __future__ import annotations
@@ -14,12 +19,6 @@ from collections.abc import Callable
 
 _NON_DIGITS = re.compile(r"[^0-9]")
 _NON_ALNUM = re.compile(r"[^0-9a-z]")
-_SPACES = re.compile(r"\s+")
-
-
-def exact(value: str) -> str:
-    """The value as given."""
-    return value
 
 
 def _nfkc(value: str) -> str:
@@ -29,14 +28,17 @@ def _nfkc(value: str) -> str:
 
 def digits(value: str) -> str:
     """ASCII digits only (SSN, phone numbers): punctuation, spaces and letters dropped."""
-    if not value.isascii():
-        value = unicodedata.normalize("NFKC", value)
-    return _NON_DIGITS.sub("", value)
+    return _NON_DIGITS.sub("", _nfkc(value))
 
 
 def email(value: str) -> str:
-    """Trimmed and case-folded (mailbox names are case-insensitive in practice)."""
-    return _nfkc(value).strip().casefold()
+    """Trimmed and case-folded (mailbox names are case-insensitive in practice).
+
+    Case folding can leave a sequence that NFKC composes differently (``ß`` plus an accent
+    folds to ``ss`` plus the accent), so the folded value is normalised once more: without
+    that, folding twice would not give the same string as folding once.
+    """
+    return _nfkc(_nfkc(value).strip().casefold())
 
 
 def alnum(value: str) -> str:
@@ -44,15 +46,8 @@ def alnum(value: str) -> str:
     return _NON_ALNUM.sub("", _nfkc(value).casefold())
 
 
-def text(value: str) -> str:
-    """Case-folded, trimmed, inner whitespace collapsed to one space."""
-    return _SPACES.sub(" ", _nfkc(value).strip().casefold())
-
-
 NORMALIZERS: dict[str, Callable[[str], str]] = {
-    "exact": exact,
     "digits": digits,
     "email": email,
     "alnum": alnum,
-    "text": text,
 }

@@ -17,14 +17,48 @@ from typing import Any
 import psycopg
 import pytest
 from django.conf import settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
-TEST_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
+# A fresh master key per run. `make mutation` passes one in for all the processes of a run
+# (they share one reused test database, whose data keys it wraps); it is never printed.
+TEST_MASTER_KEY = os.environ.get("NEONPRO_TEST_MASTER_KEY") or base64.b64encode(os.urandom(32)).decode()
 OWNER_ROLE = "neonpro_owner"
 APP_ROLE = "neonpro_app"
 _ADMIN_USER: dict[str, str] = {}
 
+# Property tests are part of `make test`: the same examples on every run (derandomize), no
+# example database, no per-example deadline (a first example may create keys). Each test
+# sets a small max_examples through fuzz_budget(); NEONPRO_FUZZ_FACTOR=1000 multiplies every
+# budget for a long local fuzzing session, with random examples.
+_FUZZ_FACTOR = int(os.environ.get("NEONPRO_FUZZ_FACTOR", "1"))
+hypothesis_settings.register_profile(
+    "neonpro",
+    derandomize=_FUZZ_FACTOR == 1,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile("neonpro")
+
+
+def fuzz_budget(examples: int) -> int:
+    """The number of examples a property test runs: ``examples`` in `make test`."""
+    return examples * _FUZZ_FACTOR
+
+
+_CONFIGURED_DATABASES: dict[str, dict[str, Any]] = {}
+
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A second session in the same process (mutmut runs several) starts from the configured
+    # database names and users again, not from the test database and role the last one left.
+    from django.db import connections
+
+    for alias, db in settings.DATABASES.items():
+        db.update(_CONFIGURED_DATABASES.setdefault(alias, {"NAME": db["NAME"], "USER": db["USER"]}))
+    connections.close_all()
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" not in engine:
         pytest.exit(
@@ -72,7 +106,8 @@ def django_db_modify_db_settings() -> None:
     let the owner role create and migrate the test database."""
     from neonpro.security.db import create_roles
 
-    _ADMIN_USER["user"] = settings.DATABASES["default"]["USER"]
+    # Once per process: a second session in it (mutmut runs several) finds the owner role here.
+    _ADMIN_USER.setdefault("user", settings.DATABASES["default"]["USER"])
     with psycopg.connect(superuser_dsn(), autocommit=True) as conn, conn.cursor() as cursor:
         create_roles(cursor, owner=OWNER_ROLE, app=APP_ROLE, database="postgres")
     _use_role(OWNER_ROLE)
@@ -88,9 +123,11 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
     from tests.keys.sample_models import SAMPLE_MODELS
 
     with django_db_blocker.unblock():
+        existing = set(connection.introspection.table_names())  # a reused test database has them
         with connection.schema_editor() as editor:
             for model in [*SAMPLE_MODELS, *MIGRATE_IN_MODELS]:
-                editor.create_model(model)
+                if model._meta.db_table not in existing:
+                    editor.create_model(model)
         assert grant_runtime_privileges("default")
     _use_role(APP_ROLE)
     yield

@@ -36,10 +36,16 @@ class Actor:
 SYSTEM_ACTOR = Actor(user_id=SYSTEM_ACTOR_ID, role="system")
 CHAIN_LOCK = 0x4E50_4155  # "NPAU": one advisory lock id for the whole chain
 # Detail keys and string values: identifiers that start with a letter (no digits first, no
-# "@", no spaces: an SSN, a phone number or an email can never pass), or UUIDs/hex digests.
-_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,79}$")
-_HEX = re.compile(r"^[0-9a-f]{32,128}$")
-_ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+# "@", no spaces, no run of four digits: an SSN, a phone number, an email, a date or a record
+# number such as MRN-000123 can never pass, even behind a prefix), canonical UUIDs, or
+# lowercase hex digests. A string that parses as a UUID passes only in the canonical form
+# str(UUID) gives: the parser also takes uppercase, braces, "urn:uuid:", missing or stray
+# hyphens, "0x" and underscores, which would let "123-45-6789-000…" (an SSN) through.
+# Matched whole (fullmatch): "$" would also accept a trailing newline.
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,79}")
+_DIGIT_RUN = re.compile(r"[0-9]{4}")
+_HEX = re.compile(r"[0-9a-f]{32,128}")
+_ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ def current_request() -> RequestMeta:
 def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for key, value in (details or {}).items():
-        if not _TOKEN.match(key):
+        if not _is_token(key):
             raise ValueError(f"audit detail key {key!r} is not an identifier")
         clean[key] = _clean_value(key, value)
     return clean
@@ -92,7 +98,11 @@ def _clean_value(key: str, value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, str):
-        if _TOKEN.match(value) or _HEX.match(value) or _is_uuid(value):
+        canonical = _uuid_form(value)
+        if canonical is not None:
+            if canonical == value:
+                return value
+        elif _is_token(value) or _HEX.fullmatch(value):
             return value
         raise ValueError(f"audit detail {key!r} must be an identifier, number or UUID, never free text")
     if isinstance(value, list | tuple | set | frozenset):
@@ -118,7 +128,7 @@ def record_event(
     bound to the current request. Raises ValueError on a malformed action, outcome or
     detail, and any database error unchanged: the caller must not proceed without audit.
     """
-    if not _ACTION.match(action):
+    if not _ACTION.fullmatch(action):
         raise ValueError(f"audit action {action!r} must look like 'resource.verb'")
     if outcome not in AuditEvent.Outcome.values:
         raise ValueError(f"audit outcome {outcome!r} is not one of {AuditEvent.Outcome.values}")
@@ -152,11 +162,17 @@ def record_event(
     return event
 
 
-def _is_uuid(value: str) -> bool:
+def _is_token(value: str) -> bool:
+    return _TOKEN.fullmatch(value) is not None and _DIGIT_RUN.search(value) is None
+
+
+def _uuid_form(value: str) -> str | None:
+    """The canonical form (lowercase, hyphenated 8-4-4-4-12) of a string that parses as a UUID
+    in any of the spellings the parser takes; None when it does not parse."""
     try:
-        return str(uuid.UUID(value)) == value.lower()
+        return str(uuid.UUID(value))
     except ValueError:
-        return False
+        return None
 
 
 def _canonical_ip(value: str | None) -> str | None:
@@ -164,18 +180,26 @@ def _canonical_ip(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         return None
+    # PostgreSQL writes IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) IPv6
+    # addresses with a dotted quad, where Python writes hex groups (::ffff:a00:1).
+    packed = address.packed
+    if len(packed) == 16 and packed[:10] == bytes(10):
+        v4 = ipaddress.IPv4Address(packed[12:])
+        if packed[10:12] == b"\xff\xff":
+            return f"::ffff:{v4}"
+        if packed[10:12] == bytes(2) and packed[12:14] != bytes(2):
+            return f"::{v4}"
+    return str(address)
 
 
 def _as_uuid(value: uuid.UUID | str | None) -> uuid.UUID | None:
-    if value is None or value == "":
-        return None
     if isinstance(value, uuid.UUID):
         return value
     try:
-        return uuid.UUID(str(value))
+        return uuid.UUID(str(value))  # None and "" do not parse either
     except ValueError:
         return None  # a malformed id in a URL is recorded as "no id", never echoed
 
@@ -198,7 +222,7 @@ def verify_chain(*, batch: int = 5000) -> ChainReport:
     for event in _iterate(batch):
         prev = bytes(event.prev_hash)
         if prev != previous_hash:
-            where = f"after event {previous_id}" if previous_id else "at the start"
+            where = "at the start" if previous_id is None else f"after event {previous_id}"
             report.problems.append(
                 f"event {event.pk}: does not follow the previous event ({where}): an event was deleted, "
                 "inserted or reordered"

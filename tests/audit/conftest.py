@@ -29,8 +29,9 @@ LOCK_TIMEOUT = "5s"  # the owner's DDL fails fast if a test transaction still ho
 
 
 def run_token() -> str:
-    """A detail value that tags the events of one test (details accept identifiers only)."""
-    return f"run-{uuid.uuid4().hex}"
+    """A detail value that tags the events of one test (details accept identifiers and
+    canonical UUIDs only; a hex string may hold a run of digits, which identifiers may not)."""
+    return str(uuid.uuid4())
 
 
 @pytest.fixture

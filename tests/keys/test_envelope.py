@@ -117,3 +117,22 @@ def test_errors_never_contain_plaintext() -> None:
         _open(AEAD, bytes(token), b"ctx")
     assert "123-45" not in str(info.value) and "Jane" not in str(info.value)
     assert "data key 3" in str(info.value)
+
+
+def test_failure_messages_say_what_failed_and_nothing_else() -> None:
+    with pytest.raises(TruncatedError) as short:
+        envelope.read_key_id(b"\x01\x00")
+    assert str(short.value) == "cannot decrypt: value is 2 bytes, shorter than the 33-byte minimum"
+    assert short.value.key_id is None
+    token = bytearray(envelope.seal(AEAD, envelope.header_for(7), b"x", b"ctx"))
+    token[-1] ^= 1
+    with pytest.raises(AuthenticationError) as forged:
+        _open(AEAD, bytes(token), b"ctx")
+    assert str(forged.value) == (
+        "cannot decrypt: authentication failed: the value was altered, truncated, or moved from another row or "
+        "column (data key 7)"
+    )
+    token[0] = 9
+    with pytest.raises(UnsupportedVersionError) as version:
+        envelope.read_key_id(bytes(token))
+    assert str(version.value) == "cannot decrypt: unsupported envelope version 9"
