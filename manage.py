@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Django's command-line utility for NeonPro."""
 
+import atexit
 import os
 import signal
 import sys
@@ -19,7 +20,9 @@ def main() -> None:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE
     except KeyboardInterrupt:
-        # Ctrl-C: stop without a traceback, and let the caller see death by SIGINT (exit 130).
+        # Ctrl-C: stop without a traceback and let the caller see death by SIGINT (a shell's
+        # exit 130), after the exit handlers Python would have run anyway.
+        atexit._run_exitfuncs()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
 

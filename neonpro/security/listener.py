@@ -56,6 +56,5 @@ class AnnouncingServer(uvicorn.Server):
         self._on_listening = on_listening
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started and not self.should_exit:
-            self._on_listening()
+        await super().startup(sockets=sockets)  # returns only once listening (it exits otherwise)
+        self._on_listening()

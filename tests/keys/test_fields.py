@@ -274,3 +274,18 @@ def test_no_key_unwrap_on_the_hot_path(django_assert_num_queries) -> None:  # ty
         for name in VALUES:
             getattr(loaded, name)
     assert keyring._aeads, "data keys stay cached between uses"
+
+
+def test_a_value_without_its_row_key_cannot_be_opened() -> None:
+    from keys.exceptions import DecryptionError
+
+    sample = EncryptedSample.objects.create(text="bound to its row")
+    stored = _raw(sample.pk, "text")
+    assert stored is not None
+    field = EncryptedSample._meta.get_field("text")
+
+    with pytest.raises(DecryptionError, match="no primary key"):
+        field.open_value({}, stored)
+    with pytest.raises(DecryptionError, match="not a UUID"):
+        field.open_value({"id": "row-7"}, stored)
+    assert field.open_value({"id": str(sample.pk)}, stored) == "bound to its row"  # its UUID as a string works

@@ -69,3 +69,18 @@ def test_bulk_update_and_cascading_delete_past_the_limit(system: Any, user_facto
     assert per_model["patients.Patient"] == MORE - 3
     assert per_model["patients.CareTeamMembership"] == len(memberships) - 3
     assert not Patient.objects.filter(pk__in=[p.pk for p in patients]).exists()
+
+
+def test_without_server_side_binding_the_backend_keeps_djangos_client_cursor() -> None:
+    from django.db.backends.postgresql import base as django_base
+
+    from neonpro.db.postgresql.base import DatabaseWrapper
+
+    settings_dict = {
+        **connection.settings_dict,
+        "OPTIONS": {**connection.settings_dict["OPTIONS"], "server_side_binding": False},
+    }
+    wrapper = DatabaseWrapper(settings_dict, alias="client-binding")
+
+    assert wrapper.get_connection_params()["cursor_factory"] is django_base.Cursor
+    assert wrapper.ops.bulk_batch_size(["a", "b"], list(range(100_000))) == MAX_PARAMETERS // 4

@@ -118,3 +118,10 @@ def test_ordinary_nesting_still_parses(world: Any) -> None:
 
     assert response.status_code == 400
     assert "value" in response.json()  # a validation error about the field, not the nesting
+
+
+def test_server_error_outside_api_is_the_plain_page() -> None:
+    response = errors.server_error(RequestFactory().get("/admin/"))
+
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")

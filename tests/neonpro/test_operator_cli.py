@@ -121,6 +121,23 @@ def test_admin_says_no_scheduler_runs_in_the_embedded_mode(settings: Any, user_f
     assert embedded.status_code == deployed.status_code == 200
     assert "No scheduler runs in this installation" in embedded.content.decode()
     assert "No scheduler runs" not in deployed.content.decode()
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.get(task="keys.rotate_due_keys")
+    settings.CELERY_TASK_ALWAYS_EAGER, settings.CELERY_BROKER_URL = True, "memory://"
+    page = client.get(f"{url}{task.pk}/change/", secure=True)
+    assert page.status_code == 200 and "No scheduler runs in this installation" in page.content.decode()
+    settings.CELERY_TASK_ALWAYS_EAGER, settings.CELERY_BROKER_URL = False, "redis://127.0.0.1:6379/0"
+    page = client.get(f"{url}{task.pk}/change/", secure=True)
+    assert page.status_code == 200 and "No scheduler runs" not in page.content.decode()
+
+
+def test_demo_run_refuses_to_serve_in_process() -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="must run as its own process"):
+        call_command("demo", "run")
 
 
 def _start(install: Install, *args: str) -> subprocess.Popen[str]:
@@ -207,3 +224,35 @@ def test_a_busy_port_is_named_with_the_way_out(install: Install) -> None:
     assert f"make run PORT={port + 1}" in result.stderr
     assert "Traceback" not in result.stderr
     assert "listening" not in result.stdout
+
+
+def test_demo_run_on_a_busy_port_still_shows_the_new_passwords(tmp_path_factory: pytest.TempPathFactory) -> None:
+    site = Install(tmp_path_factory.mktemp("demo-busy"))
+    for step in (("keys", "create-master", "--if-missing"), ("migrate", "--noinput", "-v", "0")):
+        assert site.manage(*step).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = site.manage("demo", "run", "--port", str(taken.getsockname()[1]))
+
+    assert result.returncode == 1
+    assert "already in use" in result.stderr
+    assert set(parse_credentials(result.stderr)) == {"admin", "dr.house", "dr.grey", "patient.ada"}
+
+    with socket.socket() as taken:  # again: nothing new to show
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        again = site.manage("demo", "run", "--port", str(taken.getsockname()[1]))
+    assert again.returncode == 1 and not parse_credentials(again.stderr)
+
+
+def test_reset_passwords_without_demo_accounts_says_how_to_create_them(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    site = Install(tmp_path_factory.mktemp("no-demo"))
+    for step in (("keys", "create-master", "--if-missing"), ("migrate", "--noinput", "-v", "0")):
+        assert site.manage(*step).returncode == 0
+
+    result = site.manage("demo", "reset-passwords")
+
+    assert result.returncode == 1 and "demo seed" in result.stderr

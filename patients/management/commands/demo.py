@@ -49,8 +49,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, host: str, port: int, **options: Any) -> None:
         if action == "run":
-            self._run(host, port)
-            return
+            return self._run(host, port)  # serves until stopped
         if action == "seed":
             credentials = seed_demo()
             if not credentials:
