@@ -40,7 +40,17 @@ from keys import crypto, envelope
 from keys.exceptions import EncryptionError
 from keys.keyring import keyring
 from keys.normalizers import NORMALIZERS
-from keys.sealing import INDEX_TOKEN_SIZE, ROW_CONTEXT, SEALED_PK, Reader, Sealer, make_reader, make_sealer, row_context
+from keys.sealing import (
+    INDEX_TOKEN_SIZE,
+    ROW_CONTEXT,
+    SEALED_PK,
+    Reader,
+    Sealer,
+    make_column_sealer,
+    make_reader,
+    make_sealer,
+    row_context,
+)
 
 __all__ = ["ROW_CONTEXT", "SEALED_PK"]
 INDEX_PREFIX_SIZE = INDEX_TOKEN_SIZE
@@ -123,13 +133,23 @@ class EncryptedMixin(_MixinBase):
         self._bind_reader()
 
     def _bind_reader(self) -> None:
-        """(Re)build the reader: it binds the primary key's attname, known once the class is."""
+        """(Re)build the reader and the column sealer: they bind the primary key's attname,
+        known once the class is."""
         self._read: Reader = make_reader(
             self._prefix,
             searchable=bool(self.search),
             decode=self._decode,
             pk_attname=self.pk_attname,
             where=self.where,
+        )
+        self._stash = f"_keys_sealed:{self.attname}"
+        self.seal_column = make_column_sealer(
+            self._prefix,
+            self._normalize if self.search else None,
+            attname=self.attname,
+            pk_attname=self.pk_attname,
+            encode=self.encode,
+            stash=self._stash,
         )
 
     def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
@@ -230,6 +250,9 @@ class EncryptedMixin(_MixinBase):
         pk = data.get(self.pk_attname)
         if pk is None:
             raise EncryptionError(f"{self.label}: the row needs its UUID primary key before it is encrypted")
+        sealed = data.pop(self._stash, None)
+        if sealed is not None:
+            return sealed  # type: ignore[no-any-return]  # sealed a moment ago by bulk_create (keys.bulk)
         if value.__class__ is bytes:
             sealed_pk = data.get(SEALED_PK)
             if model_instance._state.adding and (sealed_pk is None or sealed_pk == pk):

@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 _NON_DIGITS = re.compile(r"[^0-9]")
 _NON_ALNUM = re.compile(r"[^0-9a-z]")
+# ASCII fast paths (most values): NFKC leaves ASCII unchanged and casefold() equals lower().
+_ASCII_NON_DIGITS = {code: None for code in range(128) if not 0x30 <= code <= 0x39}
 
 
 def _nfkc(value: str) -> str:
@@ -28,7 +30,9 @@ def _nfkc(value: str) -> str:
 
 def digits(value: str) -> str:
     """ASCII digits only (SSN, phone numbers): punctuation, spaces and letters dropped."""
-    return _NON_DIGITS.sub("", _nfkc(value))
+    if value.isascii():
+        return value.translate(_ASCII_NON_DIGITS)
+    return _NON_DIGITS.sub("", unicodedata.normalize("NFKC", value))
 
 
 def email(value: str) -> str:
@@ -38,12 +42,16 @@ def email(value: str) -> str:
     folds to ``ss`` plus the accent), so the folded value is normalised once more: without
     that, folding twice would not give the same string as folding once.
     """
+    if value.isascii():
+        return value.strip().lower()
     return _nfkc(_nfkc(value).strip().casefold())
 
 
 def alnum(value: str) -> str:
     """Case-folded letters and digits only (record numbers such as ``MRN-00123``)."""
-    return _NON_ALNUM.sub("", _nfkc(value).casefold())
+    if value.isascii():
+        return _NON_ALNUM.sub("", value.lower())
+    return _NON_ALNUM.sub("", unicodedata.normalize("NFKC", value).casefold())
 
 
 NORMALIZERS: dict[str, Callable[[str], str]] = {

@@ -14,12 +14,13 @@ from typing import Any
 from django.db import models
 from django.db.models import Q
 
+from keys.bulk import EncryptedQuerySet
 from neonpro.security.context import Identity, current_identity
 
 NOTHING = Q(pk__in=[])
 
 
-class ScopedQuerySet(models.QuerySet[Any]):
+class ScopedQuerySet(EncryptedQuerySet):
     def visible_to(self, identity: Identity | None) -> ScopedQuerySet:
         if identity is None or identity.is_anonymous:
             return self.none()
