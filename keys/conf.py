@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-PURPOSES = ("field", "index", "file", "session")
+PURPOSES = ("field", "index", "file", "session", "audit", "identity")
 
 PROVIDER_ALIASES = {
     "local": "keys.providers.local.LocalKeyProvider",
@@ -69,6 +69,9 @@ class KeysSettings:
             "index": {"max_age_days": 365, "max_encryptions": 2**62},
             "file": {"max_age_days": 90, "max_encryptions": 2**30},
             "session": {"max_age_days": 30, "max_encryptions": 2**30},
+            # MAC keys: old ones keep verifying what they signed, so rotating is cheap.
+            "audit": {"max_age_days": 365, "max_encryptions": 2**62},
+            "identity": {"max_age_days": 90, "max_encryptions": 2**62},
         }
         configured = getattr(settings, "NEONPRO_KEY_ROTATION", {}) or {}
         return {purpose: {**policy, **configured.get(purpose, {})} for purpose, policy in defaults.items()}

@@ -3,12 +3,15 @@
 ``encrypt``/``decrypt`` produce and open envelope v1 values under the active data key of a
 purpose; ``blind_index`` computes keyed, deterministic search tokens. ``context`` is the
 associated data that binds a value to where it lives (for fields: ``app.model.field`` and
-the row's UUID); decrypting with a different context fails.
+the row's UUID); decrypting with a different context fails. ``sign``/``verify_signature``
+are HMAC-SHA256 tags under the keys of a MAC purpose (``audit``, ``identity``), each under a
+key derived for one ``label``, so one data key never signs two kinds of thing alike.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac as _hmac
 from typing import TYPE_CHECKING
 
 from keys import envelope
@@ -69,3 +72,38 @@ def chain_hash(previous: bytes, payload: bytes) -> bytes:
 def fingerprint(data: bytes) -> str:
     """Hex SHA-256 of ``data``: a stable, one-way stand-in for a value that must not be stored."""
     return hashlib.sha256(data).hexdigest()
+
+
+def _derived(secret: bytes, label: bytes) -> bytes:
+    return _hmac.digest(secret, b"neonpro.mac.v1\x00" + label, "sha256")
+
+
+def sign(data: bytes, *, purpose: str, label: bytes) -> tuple[int, bytes]:
+    """(key id, 32-byte HMAC-SHA256 tag) of ``data`` under the active key of ``purpose``."""
+    key = keyring.mac_keys(purpose)[0]
+    return key.key_id, _hmac.digest(_derived(key.secret, label), data, "sha256")
+
+
+def verify_signature(data: bytes, tag: bytes, *, purpose: str, label: bytes, key_id: int) -> bool:
+    """Whether ``tag`` is the signature of ``data`` by key ``key_id`` (compared in constant time).
+
+    False as well when no usable key of ``purpose`` has that id (destroyed, or never one).
+    """
+    for key in keyring.mac_keys(purpose):
+        if key.key_id == key_id:
+            return _hmac.compare_digest(_hmac.digest(_derived(key.secret, label), data, "sha256"), tag)
+    return False
+
+
+def derived_key(*, purpose: str, label: bytes, key_id: int) -> bytes:
+    """The signing key ``sign`` uses for ``label`` under key ``key_id`` — only for installing
+    where another component must verify (the database's identity check); never log it.
+
+    Raises KeysError when no usable key of ``purpose`` has that id.
+    """
+    from keys.exceptions import KeysError
+
+    for key in keyring.mac_keys(purpose):
+        if key.key_id == key_id:
+            return _derived(key.secret, label)
+    raise KeysError(f"no usable {purpose} key {key_id}")

@@ -68,6 +68,7 @@ class Keyring:
         self._next_deadline = float("inf")
         self._index: tuple[list[IndexKey], float] | None = None
         self._index_macs: dict[bytes, tuple[list[IndexMac], float]] = {}
+        self._mac_keys: dict[str, tuple[list[IndexKey], float]] = {}
 
     def clear(self) -> None:
         with self._lock:
@@ -77,6 +78,7 @@ class Keyring:
             self._next_deadline = float("inf")
             self._index = None
             self._index_macs.clear()
+            self._mac_keys.clear()
 
     # -- encryption --------------------------------------------------------------------
     def active(self, purpose: str) -> ActiveKey:
@@ -147,7 +149,7 @@ class Keyring:
         key_id = envelope.read_key_id(header + bytes(envelope.OVERHEAD - envelope.HEADER_SIZE))
         with self._lock:
             datakey = DataKey.objects.usable().filter(pk=key_id).first()
-            if datakey is None or datakey.purpose == DataKey.Purpose.INDEX:
+            if datakey is None or datakey.purpose in DataKey.MAC_PURPOSES:
                 raise UnknownKeyError("unknown or destroyed data key", key_id=key_id)
             aead = AESGCM(_unwrap(datakey))
             self._remember(header, aead, _monotonic() + keys_settings.CACHE_TTL)
@@ -194,6 +196,27 @@ class Keyring:
         self._index_macs[label] = (macs, expires)
         return macs
 
+    # -- other MAC keys (audit chain, database identity) ---------------------------------
+    def mac_keys(self, purpose: str) -> list[IndexKey]:
+        """Usable keys of a MAC purpose (``audit``, ``identity``), the active one first.
+
+        The active key signs; every key not destroyed still verifies what it signed, so a
+        rotation never invalidates an old signature.
+        """
+        cached = self._mac_keys.get(purpose)
+        if cached is not None and cached[1] > _monotonic():
+            return cached[0]
+        from keys.models import DataKey
+
+        if purpose not in (DataKey.Purpose.AUDIT, DataKey.Purpose.IDENTITY):
+            raise KeysError(f"{purpose!r} is not a MAC purpose; expected audit or identity")
+        with self._lock:
+            active = ensure_active_datakey(purpose)
+            others = DataKey.objects.usable().filter(purpose=purpose).exclude(pk=active.pk).order_by("-pk")
+            keys = [IndexKey(dk.pk, dk.pk.to_bytes(4, "big"), _unwrap(dk)) for dk in [active, *others]]
+            self._mac_keys[purpose] = (keys, _monotonic() + keys_settings.CACHE_TTL)
+            return keys
+
 
 def _field_mac(secret: bytes, label: bytes) -> hmac.HMAC:
     derive = hmac.HMAC(secret, hashes.SHA256())
@@ -210,7 +233,7 @@ def reserve_encryptions(key_id: int, purpose: str) -> int:
     """
     from keys.exceptions import EncryptionError
 
-    if purpose == "index":  # HMAC keys have no nonce to wear out
+    if purpose in ("index", "audit", "identity"):  # HMAC keys have no nonce to wear out
         return 1 << 62
     block = keys_settings.COUNT_BLOCK
     row = None

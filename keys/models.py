@@ -28,6 +28,8 @@ class DataKey(models.Model):
         INDEX = "index", "Blind index"
         FILE = "file", "File encryption"
         SESSION = "session", "Session data"
+        AUDIT = "audit", "Audit chain MAC"
+        IDENTITY = "identity", "Database identity MAC"
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -40,7 +42,12 @@ class DataKey(models.Model):
         Purpose.INDEX: "HMAC-SHA256",
         Purpose.FILE: "AES-256-GCM",
         Purpose.SESSION: "AES-256-GCM",
+        Purpose.AUDIT: "HMAC-SHA256",
+        Purpose.IDENTITY: "HMAC-SHA256",
     }
+    # Keys that authenticate (HMAC) rather than encrypt: no nonce to wear out, nothing to
+    # decrypt with them.
+    MAC_PURPOSES = (Purpose.INDEX, Purpose.AUDIT, Purpose.IDENTITY)
 
     purpose = models.CharField(max_length=16, choices=Purpose.choices)
     algorithm = models.CharField(max_length=32)
@@ -69,7 +76,7 @@ class DataKey(models.Model):
                 name="keys_datakey_one_active_per_purpose",
             ),
             models.CheckConstraint(
-                condition=Q(purpose__in=["field", "index", "file", "session"]),
+                condition=Q(purpose__in=["field", "index", "file", "session", "audit", "identity"]),
                 name="keys_datakey_purpose_valid",
             ),
         ]

@@ -176,6 +176,11 @@ def _round_trip(purpose: str) -> None:
         if token != crypto.blind_index(probe.hex(), context=context):
             raise KeysError("blind index is not deterministic")
         return
+    if purpose in DataKey.MAC_PURPOSES:
+        key_id, tag = crypto.sign(probe, purpose=purpose, label=context)
+        if not crypto.verify_signature(probe, tag, purpose=purpose, label=context, key_id=key_id):
+            raise KeysError("a signature does not verify")
+        return
     token = crypto.encrypt(probe, context=context, purpose=purpose)
     if crypto.decrypt(token, context=context) != probe:
         raise KeysError("decrypted value differs from the original")

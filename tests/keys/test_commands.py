@@ -32,7 +32,7 @@ def test_init_creates_one_active_key_per_purpose_once() -> None:
     )
     out, _ = _run("init")
     assert "none needed" in out
-    assert DataKey.objects.count() == 4
+    assert DataKey.objects.count() == len(DataKey.Purpose.values)
 
 
 def test_status_lists_keys_without_material() -> None:
