@@ -79,7 +79,7 @@ class DataKeyAdmin(_ReadOnly, _DataKeyAdminBase):
         return ", ".join(f"{name}: {count}" for name, count in sorted(usage.items())) or "none"
 
     def has_rotate_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
+        return bool(request.user.is_active and request.user.has_perm("keys.rotate_datakey"))
 
     @admin.action(description="Rotate: new active key for the selected keys' purposes", permissions=["rotate"])
     def rotate_purpose(self, request: HttpRequest, queryset: QuerySet[DataKey]) -> None:

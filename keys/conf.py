@@ -99,6 +99,15 @@ class KeysSettings:
         return import_string(path)  # type: ignore[no-any-return]
 
     @property
+    def OPERATOR_CONTEXT(self) -> Callable[[dict[str, Any]], AbstractContextManager[Any]]:  # noqa: N802
+        """Context manager (called with a command's options) naming who runs a ``keys`` command
+        in the events it records (``--operator``/``--reason``/``--ticket``); nothing by default."""
+        path = getattr(settings, "NEONPRO_KEYS_OPERATOR_CONTEXT", "")
+        if not path:
+            return lambda options: nullcontext()
+        return import_string(path)  # type: ignore[no-any-return]
+
+    @property
     def CACHE_TTL(self) -> float:  # noqa: N802
         """Seconds an unwrapped data key stays cached in process memory."""
         return float(getattr(settings, "NEONPRO_KEY_CACHE_TTL", 300))

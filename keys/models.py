@@ -69,6 +69,7 @@ class DataKey(models.Model):
 
     class Meta:
         ordering = ["id"]
+        permissions = [("rotate_datakey", "Can rotate, re-encrypt and retire data keys")]
         constraints = [
             models.UniqueConstraint(
                 fields=["purpose"],

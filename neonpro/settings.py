@@ -115,6 +115,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "neonpro.accounts.middleware.PasswordChangeRequiredMiddleware",
     "neonpro.security.middleware.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -220,6 +221,8 @@ NEONPRO_PKCS11_PREVIOUS_LABELS = env_list("NEONPRO_PKCS11_PREVIOUS_LABELS", [])
 NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS = env_list("NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS", [])
 # Maintenance jobs in keys (re-encryption, usage counts) act through the RLS system identity.
 NEONPRO_KEYS_SYSTEM_CONTEXT = "neonpro.security.context.system_context"
+# ... and record who ran a `keys` command (--operator/--reason/--ticket) in the audit log.
+NEONPRO_KEYS_OPERATOR_CONTEXT = "neonpro.audit.operator.operator_from_options"
 
 # -- Access --------------------------------------------------------------------------------
 NEONPRO_BREAK_GLASS_MINUTES = env_int("NEONPRO_BREAK_GLASS_MINUTES", 60)

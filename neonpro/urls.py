@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from neonpro.accounts import views as accounts_views
 from neonpro.security import views as security_views
 from patients import api as patients_api
 from records import api as records_api
@@ -36,6 +37,10 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/change/", accounts_views.PasswordChangeView.as_view(), name="password_change"),
+    path(
+        "accounts/password/change/done/", accounts_views.PasswordChangeDoneView.as_view(), name="password_change_done"
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -16,7 +16,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from neonpro.audit.services import SYSTEM_ACTOR, record_event
+from neonpro.accounts.services import ensure_administrators_group
+from neonpro.accounts.signals import account_change_via
 from neonpro.security.context import system_context
 from patients.services import register_patient
 from records.models import Appointment, MedicalRecord
@@ -56,8 +57,10 @@ def seed_demo() -> list[Credential]:
         for username, role, is_admin in DEMO_USERS:
             password = secrets.token_urlsafe(12)
             users[username] = user_model.objects.create_user(
-                username=username, password=password, role=role, is_staff=is_admin, is_superuser=is_admin
+                username=username, password=password, role=role, is_staff=is_admin
             )
+            if is_admin:  # what a deployment's administrators get, not a superuser
+                users[username].groups.add(ensure_administrators_group())
             credentials.append(Credential(username, role, password))
         patients = {}
         for name, dob, mrn, ssn, email, phone in DEMO_PATIENTS:
@@ -82,15 +85,9 @@ def reset_demo_passwords() -> list[Credential]:
             if user is None:
                 continue
             password = secrets.token_urlsafe(12)
-            user.set_password(password)
-            user.save(update_fields=["password"])
-            record_event(
-                "account.password_set",
-                resource_type="accounts.user",
-                resource_id=user.pk,
-                actor=SYSTEM_ACTOR,
-                details={"via": "demo_reset_passwords"},
-            )
+            with account_change_via("demo_reset_passwords"):  # audited by neonpro.accounts.signals
+                user.set_password(password)
+                user.save(update_fields=["password"])
             credentials.append(Credential(username, user.role, password))
     return credentials
 

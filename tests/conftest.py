@@ -111,6 +111,14 @@ def django_db_modify_db_settings() -> None:
     with psycopg.connect(superuser_dsn(), autocommit=True) as conn, conn.cursor() as cursor:
         create_roles(cursor, owner=OWNER_ROLE, app=APP_ROLE, database="postgres")
     _use_role(OWNER_ROLE)
+    # Migrations write audit events (account and group changes after migrate) on the audit
+    # alias, which pytest-django points at the test database only after migrating it.
+    from django.db import connections
+
+    test_name = connections["default"].creation._get_test_db_name()
+    for alias in settings.DATABASES:
+        if settings.DATABASES[alias].get("TEST", {}).get("MIRROR") == "default":
+            connections[alias].settings_dict["NAME"] = test_name
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,6 @@ NOT_YET_FULLY_COVERED = [
     "keys/rotation.py",
     "keys/services.py",
     "keys/subjects.py",
-    "neonpro/accounts/models.py",
     "neonpro/audit/logging.py",
     "neonpro/audit/models.py",
     "neonpro/audit/signals.py",

@@ -1,21 +1,163 @@
+"""Accounts in the admin: administrators manage staff accounts, never choose passwords, and
+do not learn who the patients are.
+
+* No password field anywhere: a new account gets no usable password, and "reset" issues a
+  one-time temporary password after the administrator re-enters their own
+  (``neonpro.accounts.services.issue_temporary_password``).
+* Administrators cannot change their own role, flags, groups or permissions, and only
+  superusers grant superuser status or single permissions. Accounts are deactivated, never
+  deleted (their history stays attributable).
+* Patient portal accounts are not in the user list at all; "Patient portal accounts" shows
+  them by opaque id only (no username, name or email), to deactivate or reset one.
+* Every change is in the audit chain (``neonpro.accounts.signals``).
+"""
+
 from __future__ import annotations
 
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from typing import Any
 
-from neonpro.accounts.models import Notification, User
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from neonpro.accounts.models import Notification, PatientAccount, User
+from neonpro.accounts.services import issue_temporary_password
+from neonpro.security.admin_mixins import ReadOnlyAdminMixin
+
+SELF_PROTECTED = ("role", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")
+SUPERUSER_ONLY = ("is_superuser", "user_permissions")
+
+
+class NewAccountForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A new account has no usable password until a temporary one is issued."""
+
+    class Meta:
+        model = User
+        fields = ("username", "role", "first_name", "last_name", "email")
+
+    def save(self, commit: bool = True) -> User:
+        user: User = super().save(commit=False)
+        user.set_unusable_password()
+        if commit:
+            user.save()
+        return user
+
+
+class ConfirmItIsYouForm(forms.Form):
+    your_password = forms.CharField(
+        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+
+class _TemporaryPasswordMixin:
+    """The "reset password" page of an account: a temporary password, never a chosen one."""
+
+    admin_site: admin.AdminSite
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<id>/password/",
+                self.admin_site.admin_view(self.temporary_password_view),
+                name=f"{self._url_name('password_change')}",
+            ),
+            *super().get_urls(),  # type: ignore[misc]
+        ]
+
+    def _url_name(self, suffix: str) -> str:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        return f"{opts.app_label}_{opts.model_name}_{suffix}"
+
+    def temporary_password_view(self, request: HttpRequest, id: str) -> HttpResponse:
+        target = self.get_object(request, unquote(id))  # type: ignore[attr-defined]
+        if target is None:
+            raise Http404("No such account.")
+        if not self.has_change_permission(request, target):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        form = ConfirmItIsYouForm(request.POST or None)
+        password = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                password = issue_temporary_password(
+                    request.user,  # type: ignore[arg-type]
+                    target,
+                    actor_password=form.cleaned_data["your_password"],
+                )
+            except PermissionDenied as exc:
+                form.add_error("your_password", str(exc))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Temporary password",
+            "target": target,
+            "form": form,
+            "password": password,
+            "back": reverse(f"admin:{self._url_name('change')}", args=[target.pk]),
+        }
+        return TemplateResponse(request, "admin/accounts/user/temporary_password.html", context)
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(_TemporaryPasswordMixin, BaseUserAdmin):
     list_display = ("username", "role", "is_active", "is_staff", "last_login")
     list_filter = ("role", "is_active", "is_staff")
-    fieldsets = (*BaseUserAdmin.fieldsets, ("Role", {"fields": ("role",)}))  # type: ignore[misc]
-    add_fieldsets = (*BaseUserAdmin.add_fieldsets, ("Role", {"fields": ("role",)}))
+    fieldsets = (*BaseUserAdmin.fieldsets, ("Role", {"fields": ("role", "must_change_password")}))  # type: ignore[misc]
+    add_form = NewAccountForm
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("username", "role", "first_name", "last_name", "email")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return super().get_queryset(request).exclude(role=User.Role.PATIENT)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = set(super().get_readonly_fields(request, obj)) | {"must_change_password", "last_login", "date_joined"}
+        if not request.user.is_superuser:
+            fields |= set(SUPERUSER_ONLY)
+        if obj is not None and obj.pk == request.user.pk:
+            fields |= set(SELF_PROTECTED)
+        return tuple(sorted(fields))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PatientAccount)
+class PatientAccountAdmin(_TemporaryPasswordMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Patient portal accounts by opaque id: deactivate, reactivate or reset — nothing more."""
+
+    list_display = ("id", "is_active", "last_login", "date_joined")
+    list_filter = ("is_active",)
+    fields = ("id", "is_active", "last_login", "date_joined", "must_change_password", "password_reset")
+    readonly_fields = ("id", "last_login", "date_joined", "must_change_password", "password_reset")
+    ordering = ("date_joined",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PatientAccount]:
+        return super().get_queryset(request).filter(role=User.Role.PATIENT)
+
+    @admin.display(description="Password")
+    def password_reset(self, obj: PatientAccount) -> str:
+        from django.utils.html import format_html
+
+        return format_html('<a href="{}">Issue a temporary password</a>', "../password/")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # portal accounts are created with the patient's registration
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Evidence (break-glass notices among them): viewable, never edited or deleted."""
+
     list_display = ("created_at", "kind", "recipient", "read_at")
     list_filter = ("kind",)
-    readonly_fields = ("recipient", "kind", "details", "created_at")
+    fields = ("recipient", "kind", "details", "created_at", "read_at")
+    readonly_fields = fields

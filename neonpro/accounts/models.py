@@ -17,6 +17,9 @@ class User(AbstractUser):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     role = models.CharField(max_length=16, choices=Role.choices)
+    must_change_password = models.BooleanField(
+        default=False, help_text="Set when an administrator issued a temporary password: changed at the next sign-in."
+    )
 
     class Meta:
         constraints = [
@@ -25,6 +28,7 @@ class User(AbstractUser):
                 name="accounts_user_role_valid",
             )
         ]
+        permissions = [("issue_temporary_password", "Can issue a temporary password to another user")]
 
     def __str__(self) -> str:
         return f"{self.username} ({self.role})"
@@ -46,3 +50,14 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"Notification {self.pk} ({self.kind})"
+
+
+class PatientAccount(User):
+    """Patient portal accounts as administrators see them: by opaque id only."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "patient portal account"
+
+    def __str__(self) -> str:
+        return f"Patient portal account {self.pk}"

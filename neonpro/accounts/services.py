@@ -1,16 +1,106 @@
-"""Account use cases."""
+"""Account use cases: notifications, the administrators' group, temporary passwords.
+
+Administrators never choose another person's password: they issue a random, one-time
+temporary password (after re-entering their own), which the user must replace at the next
+sign-in; the user is notified, and the change is in the audit chain with the administrator
+as its actor (``neonpro.accounts.signals``).
+"""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any
 
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
 from neonpro.accounts.models import Notification, User
+from neonpro.accounts.signals import account_change_via
+
+ADMINISTRATORS = "Administrators"
+# What a deployment's administrators may do: manage accounts and care teams, run the key
+# inventory and the schedule, read the audit log — and nothing that shows PHI.
+ADMINISTRATOR_PERMISSIONS = (
+    ("accounts", "view_user"),
+    ("accounts", "add_user"),
+    ("accounts", "change_user"),
+    ("accounts", "issue_temporary_password"),
+    ("accounts", "view_notification"),
+    ("accounts", "view_patientaccount"),
+    ("accounts", "change_patientaccount"),
+    ("auth", "view_group"),
+    ("admin", "view_logentry"),
+    ("audit", "view_auditevent"),
+    ("keys", "view_datakey"),
+    ("keys", "rotate_datakey"),
+    ("keys", "view_reencryptionjob"),
+    ("keys", "view_subjectkey"),
+    ("patients", "view_careteammembership"),
+    ("patients", "view_emergencyaccessgrant"),
+    ("django_celery_beat", "view_periodictask"),
+    ("django_celery_beat", "change_periodictask"),
+    ("django_celery_beat", "view_crontabschedule"),
+    ("django_celery_beat", "view_intervalschedule"),
+)
+TEMPORARY_PASSWORD_BYTES = 15  # 20 URL-safe characters
 
 
 def notify_role(role: str, *, kind: str, details: dict[str, Any]) -> int:
     """Create a notification for every active user with ``role``; return how many."""
-    clean = {key: str(value) if isinstance(value, uuid.UUID) else value for key, value in details.items()}
+    clean = _clean(details)
     recipients = list(User.objects.filter(role=role, is_active=True).values_list("pk", flat=True))
     Notification.objects.bulk_create([Notification(recipient_id=pk, kind=kind, details=clean) for pk in recipients])
     return len(recipients)
+
+
+def notify_user(user: User, *, kind: str, details: dict[str, Any]) -> Notification:
+    return Notification.objects.create(recipient=user, kind=kind, details=_clean(details))
+
+
+def _clean(details: dict[str, Any]) -> dict[str, Any]:
+    return {key: str(value) if isinstance(value, uuid.UUID) else value for key, value in details.items()}
+
+
+def ensure_administrators_group(*, using: str = "default") -> Group:
+    """The ``Administrators`` group with :data:`ADMINISTRATOR_PERMISSIONS` (those that exist yet)."""
+    group, _ = Group.objects.using(using).get_or_create(name=ADMINISTRATORS)
+    wanted = Permission.objects.using(using).none()
+    for app_label, codename in ADMINISTRATOR_PERMISSIONS:
+        wanted |= Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename)
+    missing = wanted.exclude(pk__in=group.permissions.values("pk"))
+    if missing.exists():
+        group.permissions.add(*missing)
+    return group
+
+
+def issue_temporary_password(actor: User, user: User, *, actor_password: str) -> str:
+    """A new random password for ``user``, to be changed at their next sign-in; returns it (show it once).
+
+    Raises PermissionDenied when ``actor`` may not (no permission, an inactive account, their
+    own account — which they change with their old password — or a superuser's account when
+    they are not one) or when ``actor_password`` is not their current password.
+    """
+    if not (actor.is_active and actor.has_perm("accounts.issue_temporary_password")):
+        raise PermissionDenied("You may not issue temporary passwords.")
+    if actor.pk == user.pk:
+        raise PermissionDenied("Change your own password with your current one, not a temporary password.")
+    if user.is_superuser and not actor.is_superuser:
+        raise PermissionDenied("Only a superuser may reset a superuser's password.")
+    if not actor.check_password(actor_password):
+        raise PermissionDenied("That is not your password: re-enter your own password to confirm it is you.")
+    password = secrets.token_urlsafe(TEMPORARY_PASSWORD_BYTES)
+    with transaction.atomic(), account_change_via("temporary_password"):
+        user.set_password(password)  # existing sessions of the user stop working (session hash)
+        user.must_change_password = True
+        user.save(update_fields=["password", "must_change_password"])
+        notify_user(user, kind="password_reset_by_admin", details={"by": actor.pk})
+    return password
+
+
+def complete_password_change(user: User) -> None:
+    """After the user chose a new password: no more forced change."""
+    if user.must_change_password:
+        user.must_change_password = False
+        user.save(update_fields=["must_change_password"])

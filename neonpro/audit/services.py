@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from keys.crypto import chain_hash, fingerprint
 from neonpro.audit.models import GENESIS, AuditEvent
+from neonpro.audit.operator import current_operator
 from neonpro.audit.routers import audit_alias
 
 SYSTEM_ACTOR_ID = uuid.UUID(int=0)
@@ -133,9 +134,16 @@ def record_event(
     if outcome not in AuditEvent.Outcome.values:
         raise ValueError(f"audit outcome {outcome!r} is not one of {AuditEvent.Outcome.values}")
     meta = _request.get()
+    actor_id = getattr(actor, "user_id", None) if actor is not None else meta.actor_id
+    actor_role = getattr(actor, "role", "") if actor is not None else meta.actor_role
+    operator = current_operator()
+    if operator is not None and meta.request_id is None and actor_role in ("", "system"):
+        # An operator command: the person who ran it, not an anonymous "system".
+        actor_id, actor_role = SYSTEM_ACTOR_ID, "operator"
+        details = {**operator.details(), **(details or {})}
     event = AuditEvent(
-        actor_id=getattr(actor, "user_id", None) if actor is not None else meta.actor_id,
-        actor_role=getattr(actor, "role", "") if actor is not None else meta.actor_role,
+        actor_id=actor_id,
+        actor_role=actor_role,
         action=action,
         resource_type=resource_type,
         resource_id=_as_uuid(resource_id),

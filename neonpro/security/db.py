@@ -23,7 +23,7 @@ PHI_TABLES = (
     "records_medicalrecord",
     "records_appointment",
 )
-APPEND_ONLY_TABLES = ("audit_auditevent",)
+APPEND_ONLY_TABLES = ("audit_auditevent", "django_admin_log")
 
 
 def app_role() -> str:

@@ -501,3 +501,44 @@ def test_the_envelope_check_goes_on_once_every_value_is_imported(committed_legac
     owner.execute(f"SELECT count(*) FROM {LEGACY_TABLE} WHERE get_byte(name, 0) = 1")
     assert owner.fetchone() == (3,)
     in_thread(_assert_imported, ids, OLD_ROWS)  # this test's own transaction must not lock the table
+
+
+def test_the_operator_command_imports_with_the_old_secret_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from keys import migrate_in
+
+    real = migrate_in.import_djcrypto
+    # The test model's app is not installed, so the command cannot look it up by name.
+    monkeypatch.setattr(
+        migrate_in,
+        "import_djcrypto",
+        lambda model, *a, **kw: real(ImportedRecord if model == "tests.Imported" else model, *a, **kw),
+    )
+
+    ids = sorted(uuid.uuid4() for _ in OLD_ROWS)
+    _insert_legacy(_old_app(OLD_ROWS, SECRET_KEY=OLD_SECRET), ids)
+    secret = tmp_path / "old-secret-key"
+    secret.write_text(OLD_SECRET + "\n")
+    out = StringIO()
+
+    call_command(
+        "keys",
+        "import-djcrypto",
+        "--model",
+        "tests.Imported",
+        *[arg for name in LEGACY_FIELDS for arg in ("--field", name)],
+        "--secret-key-file",
+        str(secret),
+        "--batch",
+        "4",
+        stdout=out,
+    )
+
+    assert "10" in out.getvalue()
+    _assert_imported(ids, OLD_ROWS)
+    _assert_all_envelope_v1()

@@ -45,10 +45,23 @@ class Command(BaseCommand):
         destroy.add_argument(
             "--crypto-shred", action="store_true", help="Destroy anyway: those values become unreadable."
         )
+        djc = sub.add_parser("import-djcrypto", help="Re-encrypt django-cryptography values in place (resumable).")
+        djc.add_argument("--model", required=True, help="app_label.Model")
+        djc.add_argument("--field", dest="fields", action="append", required=True, help="a field (repeat for more)")
+        djc.add_argument("--secret-key-file", type=Path, default=None, help="the old deployment's SECRET_KEY")
+        djc.add_argument("--cryptography-key-file", type=Path, default=None, help="its CRYPTOGRAPHY_KEY, if any")
+        djc.add_argument("--salt", default=None, help="its CRYPTOGRAPHY_SALT, if not the default")
+        djc.add_argument("--batch", type=int, default=500)
+        for subcommand in sub.choices.values():
+            who = subcommand.add_argument_group("who and why (recorded in the audit log)")
+            who.add_argument("--operator", default=None, help="your account name (default: the OS user)")
+            who.add_argument("--reason", default=None, help="maintenance, incident, rotation, support, audit or setup")
+            who.add_argument("--ticket", default=None, help="change or incident ticket (kept as a keyed fingerprint)")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         try:
-            getattr(self, "handle_" + action.replace("-", "_"))(**options)
+            with keys_settings.OPERATOR_CONTEXT(options):
+                getattr(self, "handle_" + action.replace("-", "_"))(**options)
         except KeysError as exc:
             raise CommandError(str(exc)) from None
 

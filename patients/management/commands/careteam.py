@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from neonpro.audit.operator import add_operator_arguments, operator_from_options
 from neonpro.security.context import system_context
 from patients import services
 
@@ -26,10 +27,11 @@ class Command(BaseCommand):
         end = sub.add_parser("end")
         end.add_argument("membership", help="Membership UUID")
         end.add_argument("--on", type=dt.date.fromisoformat, default=None)
+        add_operator_arguments(parser)
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         try:
-            with system_context(f"careteam {action} (command line)") as identity:
+            with operator_from_options(options), system_context(f"careteam {action} (command line)") as identity:
                 if action == "add":
                     clinician = get_user_model().objects.get(username=options["clinician"])
                     membership = services.add_to_care_team(

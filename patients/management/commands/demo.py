@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from neonpro.audit.operator import add_operator_arguments, operator_from_options
 from neonpro.security.listener import public_url
 from neonpro.security.tls import TLSConfigurationError, ensure_pinned_openssl_config
 from patients.demo import DEMO_PATIENTS, DEMO_USERS, Credential, reset_demo_passwords, seed_demo
@@ -46,8 +47,13 @@ class Command(BaseCommand):
         parser.add_argument("action", choices=["seed", "reset-passwords", "run"])
         parser.add_argument("--host", default="127.0.0.1", help="run: address to listen on")
         parser.add_argument("--port", type=int, default=8443, help="run: port to listen on")
+        add_operator_arguments(parser)
 
     def handle(self, *args: Any, action: str, host: str, port: int, **options: Any) -> None:
+        with operator_from_options(options):
+            self._handle(action, host, port)
+
+    def _handle(self, action: str, host: str, port: int) -> None:
         if action == "run":
             return self._run(host, port)  # serves until stopped
         if action == "seed":

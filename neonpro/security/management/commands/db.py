@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
+from neonpro.audit.operator import add_operator_arguments, operator_from_options
 from neonpro.security import db
 
 
@@ -23,12 +24,25 @@ class Command(BaseCommand):
         roles.add_argument("--app-password-file", type=Path, default=None)
         sub.add_parser("grant", help="Grant the application role its privileges (run as the owner).")
         sub.add_parser("check", help="Show RLS status of PHI tables and whether this role may serve.")
+        add_operator_arguments(parser)
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if connection.vendor != "postgresql":
             self._embedded(action)
             return
-        getattr(self, f"handle_{action}")(**options)
+        with operator_from_options(options):
+            getattr(self, f"handle_{action}")(**options)
+
+    def _record(self, action: str, **details: Any) -> None:
+        """Role and privilege changes are audited — once the audit log exists (`db roles` may run first)."""
+        from django.db import connections
+
+        from neonpro.audit.models import AuditEvent
+        from neonpro.audit.routers import audit_alias
+        from neonpro.audit.services import record_event
+
+        if AuditEvent._meta.db_table in connections[audit_alias()].introspection.table_names():
+            record_event(action, resource_type="database.role", details=details)
 
     def _embedded(self, action: str) -> None:
         """The embedded mode (SQLite) has no roles and no row-level security: say what protects it instead."""
@@ -50,11 +64,13 @@ class Command(BaseCommand):
             db.create_roles(
                 cursor, owner=owner, app=app, database=connection.settings_dict["NAME"], app_password=password
             )
+        self._record("db.roles", owner=owner, app=app, password_set=password is not None)
         self.stdout.write(f"Roles ready: owner {owner} (runs migrations), application {app} (serves requests).")
 
     def handle_grant(self, **_: Any) -> None:
         if not db.grant_runtime_privileges():
             raise CommandError(f"role {db.app_role()} does not exist: run `manage.py db roles` as a superuser first")
+        self._record("db.grant", app=db.app_role())
         self.stdout.write(f"Granted {db.app_role()} DML on all tables (audit log: INSERT and SELECT only).")
 
     def handle_check(self, **_: Any) -> None:

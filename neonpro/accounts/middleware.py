@@ -1,0 +1,34 @@
+"""A temporary password is good for one thing: choosing a new one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+
+from neonpro.security.errors import is_api
+
+
+class PasswordChangeRequiredMiddleware:
+    """After an administrator issued a temporary password, every page but the password
+    change (and signing out) leads there; the API refuses with a 403 that says why."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and getattr(user, "must_change_password", False):
+            change = reverse("password_change")
+            allowed = (change, reverse("password_change_done"), reverse("logout"), "/favicon.ico")
+            static = "/" + settings.STATIC_URL.lstrip("/")
+            if request.path not in allowed and not request.path.startswith(static):
+                if is_api(request):
+                    return JsonResponse(
+                        {"detail": f"Choose a new password first ({change}): yours is a temporary one."}, status=403
+                    )
+                return redirect(change)
+        return self.get_response(request)
