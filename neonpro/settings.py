@@ -226,6 +226,10 @@ NEONPRO_KEYS_OPERATOR_CONTEXT = "neonpro.audit.operator.operator_from_options"
 
 # -- Access --------------------------------------------------------------------------------
 NEONPRO_BREAK_GLASS_MINUTES = env_int("NEONPRO_BREAK_GLASS_MINUTES", 60)
+# Ceilings per clinician (attempts on unknown patients count too), and when administrators are alerted.
+NEONPRO_BREAK_GLASS_PER_HOUR = env_int("NEONPRO_BREAK_GLASS_PER_HOUR", 3)
+NEONPRO_BREAK_GLASS_PER_DAY = env_int("NEONPRO_BREAK_GLASS_PER_DAY", 6)
+NEONPRO_BREAK_GLASS_ALERT_AFTER = env_int("NEONPRO_BREAK_GLASS_ALERT_AFTER", 3)
 
 # -- Certificates / TLS --------------------------------------------------------------------
 NEONPRO_TLS_DIR = Path(os.environ.get("NEONPRO_TLS_DIR", NEONPRO_DATA_DIR / "tls"))

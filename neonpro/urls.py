@@ -15,6 +15,7 @@ api_v1 = [
     path("patients/<uuid:pk>/", patients_api.PatientDetailView.as_view(), name="patient-detail"),
     path("patients/<uuid:pk>/export/", patients_api.PatientExportView.as_view(), name="patient-export"),
     path("patients/<uuid:pk>/emergency-access/", patients_api.EmergencyAccessView.as_view(), name="emergency-access"),
+    path("emergency-access/<uuid:pk>/end/", patients_api.EmergencyAccessEndView.as_view(), name="emergency-access-end"),
     path("patients/<uuid:pk>/records/", records_api.PatientRecordsView.as_view(), name="patient-records"),
     path("records/<uuid:pk>/", records_api.RecordDetailView.as_view(), name="record-detail"),
     path("appointments/", records_api.AppointmentListView.as_view(), name="appointment-list"),

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from neonpro.security.access import get_visible
 from neonpro.security.api import HasCareRole, IsClinician, identity_of
-from patients import services
+from patients import break_glass, services
 from patients.models import Patient
 from patients.serializers import (
     EmergencyAccessSerializer,
@@ -83,10 +83,31 @@ class EmergencyAccessView(APIView):
     def post(self, request: Request, pk: uuid.UUID) -> Response:
         serializer = EmergencyAccessSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        grant = services.request_emergency_access(identity_of(request), patient_id=pk, **serializer.validated_data)
+        try:
+            grant = break_glass.request_emergency_access(
+                identity_of(request), patient_id=pk, **serializer.validated_data
+            )
+        except break_glass.EmergencyAccessLimitError as refused:
+            if refused.retry_after is not None:
+                return Response(
+                    {"detail": str(refused)},
+                    status=status.HTTP_429_TOO_MANY_REQUESTS,
+                    headers={"Retry-After": str(refused.retry_after)},
+                )
+            return Response({"detail": str(refused), "expires_at": refused.expires_at}, status=status.HTTP_409_CONFLICT)
         body: dict[str, Any] = {
             "grant": str(grant.pk),
             "patient": str(grant.patient_id),
             "expires_at": grant.expires_at,
         }
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class EmergencyAccessEndView(APIView):
+    """The clinician who broke the glass ends it before it expires."""
+
+    permission_classes = [IsAuthenticated, IsClinician]
+
+    def post(self, request: Request, pk: uuid.UUID) -> Response:
+        grant = break_glass.end_emergency_access(identity_of(request), pk)
+        return Response({"grant": str(grant.pk), "ended_at": grant.ended_at})

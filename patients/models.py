@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import EmailValidator, RegexValidator
@@ -30,6 +31,14 @@ def active_care_team(
     return CareTeamMembership._base_manager.filter(
         Q(ends_on__isnull=True) | Q(ends_on__gte=today), clinician_id=clinician_id, starts_on__lte=today
     )
+
+
+def active_care_team_members(patient_id: uuid.UUID, today: dt.date | None = None) -> models.QuerySet[Any]:
+    """Clinician ids on the patient's active care team (a subquery)."""
+    today = today or timezone.localdate()
+    return CareTeamMembership._base_manager.filter(
+        Q(ends_on__isnull=True) | Q(ends_on__gte=today), patient_id=patient_id, starts_on__lte=today
+    ).values("clinician_id")
 
 
 def active_grants(
@@ -154,7 +163,13 @@ class CareTeamMembership(models.Model):
 
 
 class EmergencyAccessGrant(models.Model):
-    """Break-glass: read-only access to one patient for a limited time, with a written reason."""
+    """Break-glass: read-only access to one patient for a limited time, with a written reason,
+    reviewed afterwards by a privacy officer."""
+
+    class ReviewOutcome(models.TextChoices):
+        APPROPRIATE = "appropriate", "Appropriate"
+        INAPPROPRIATE = "inappropriate", "Inappropriate"
+        FOLLOW_UP = "follow_up", "Needs follow-up"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     clinician = models.ForeignKey(
@@ -165,6 +180,11 @@ class EmergencyAccessGrant(models.Model):
     granted_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    review_outcome = models.CharField(max_length=16, choices=ReviewOutcome.choices, blank=True)
 
     # Default manager: scoped to the caller. Base manager (Django internals): plain, with
     # PostgreSQL RLS underneath.
@@ -173,10 +193,21 @@ class EmergencyAccessGrant(models.Model):
 
     class Meta:
         base_manager_name = "_plain"
-        indexes = [models.Index(fields=["clinician", "patient", "expires_at"], name="grant_clinician_patient")]
-        constraints = [
-            models.CheckConstraint(condition=Q(expires_at__gt=models.F("granted_at")), name="grant_expires_after_start")
+        indexes = [
+            models.Index(fields=["clinician", "patient", "expires_at"], name="grant_clinician_patient"),
+            models.Index(fields=["clinician", "granted_at"], name="grant_clinician_recent"),
         ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("granted_at")), name="grant_expires_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(reviewed_at__isnull=True, review_outcome="")
+                | Q(reviewed_at__isnull=False, review_outcome__in=["appropriate", "inappropriate", "follow_up"]),
+                name="grant_review_complete",
+            ),
+        ]
+        permissions = [("review_emergencyaccessgrant", "Can review break-glass uses and read their reasons")]
 
     def __str__(self) -> str:
         return f"Emergency access grant {self.pk}"

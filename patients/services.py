@@ -7,7 +7,6 @@ import logging
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -15,14 +14,13 @@ from django.utils import timezone
 from neonpro.audit.services import record_event
 from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import SYSTEM, Identity, system_context
-from patients.models import CareTeamMembership, EmergencyAccessGrant, Patient
+from patients.models import CareTeamMembership, Patient
 
 logger = logging.getLogger(__name__)
 RESOURCE = "patients.patient"
 SEARCHABLE = ("ssn", "mrn", "email", "phone")
 PATIENT_EDITABLE = ("email", "phone", "address", "contact_by_email", "contact_by_sms")
 CLINICIAN_EDITABLE = (*PATIENT_EDITABLE, "full_name", "date_of_birth", "ssn", "mrn", "active")
-MIN_REASON = 20
 
 
 def patient_id_for_user(user_id: uuid.UUID) -> uuid.UUID | None:
@@ -186,81 +184,6 @@ def end_care_team_membership(
             details={"clinician": membership.clinician_id},
         )
     return membership
-
-
-def request_emergency_access(
-    identity: Identity, *, patient_id: uuid.UUID | str, reason: str, minutes: int | None = None
-) -> EmergencyAccessGrant:
-    """Break-glass: read-only access to a patient outside the care team, for a limited time.
-
-    Requires a written reason; is audited with purpose ``emergency``; notifies every active
-    administrator. Raises PermissionDenied for non-clinicians, ValidationError for a missing
-    reason or an out-of-range duration, Patient.DoesNotExist for an unknown patient.
-    """
-    if identity.role != "clinician":
-        raise PermissionDenied("Only clinicians may use emergency access.")
-    reason = (reason or "").strip()
-    if len(reason) < MIN_REASON:
-        raise ValidationError({"reason": f"Describe the emergency in at least {MIN_REASON} characters."})
-    default = int(getattr(settings, "NEONPRO_BREAK_GLASS_MINUTES", 60))
-    minutes = default if minutes is None else minutes
-    if not 1 <= minutes <= 24 * 60:
-        raise ValidationError({"minutes": "Emergency access lasts between 1 minute and 24 hours."})
-    try:
-        patient_uuid = uuid.UUID(str(patient_id))
-    except ValueError:
-        raise Patient.DoesNotExist("No patient with that id.") from None
-    with system_context("break-glass: check the patient exists"):
-        exists = Patient.objects.filter(pk=patient_uuid).exists()
-    if not exists:
-        record_event(
-            "break_glass.start", outcome="denied", resource_type=RESOURCE, resource_id=patient_uuid, purpose="emergency"
-        )
-        raise Patient.DoesNotExist("No patient with that id.")
-    now = timezone.now()
-    with transaction.atomic():
-        grant: EmergencyAccessGrant = EmergencyAccessGrant.objects.create(
-            clinician_id=identity.user_id,
-            patient_id=patient_uuid,
-            reason=reason,
-            granted_at=now,
-            expires_at=now + dt.timedelta(minutes=minutes),
-        )
-        record_event(
-            "break_glass.start",
-            resource_type="patients.emergencyaccessgrant",
-            resource_id=grant.pk,
-            patient_id=patient_uuid,
-            purpose="emergency",
-            details={"minutes": minutes, "dicom_event": 110127},
-        )
-        _notify_admins(grant)
-    logger.warning("Emergency access granted: grant=%s clinician=%s", grant.pk, identity.user_id)
-    return grant
-
-
-def end_emergency_access(identity: Identity, grant_id: uuid.UUID | str) -> EmergencyAccessGrant:
-    grant: EmergencyAccessGrant = get_visible(EmergencyAccessGrant, grant_id, action="break_glass.stop")
-    if identity.role != "system" and grant.clinician_id != identity.user_id:
-        raise PermissionDenied("Only the clinician who opened emergency access can end it.")
-    with system_context("end emergency access"):
-        grant.ended_at = timezone.now()
-        grant.save(update_fields=["ended_at"])
-        record_event(
-            "break_glass.stop",
-            resource_type="patients.emergencyaccessgrant",
-            resource_id=grant.pk,
-            patient_id=grant.patient_id,
-            purpose="emergency",
-            details={"dicom_event": 110138},
-        )
-    return grant
-
-
-def _notify_admins(grant: EmergencyAccessGrant) -> None:
-    from neonpro.accounts.services import notify_role
-
-    notify_role("admin", kind="break_glass", details={"grant": grant.pk, "patient": grant.patient_id})
 
 
 def _on_care_team(identity: Identity, patient_id: uuid.UUID) -> bool:

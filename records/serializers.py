@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from records.models import Appointment, MedicalRecord
@@ -51,11 +50,14 @@ class AppointmentSerializer(serializers.Serializer[Appointment]):
     notes = serializers.CharField(read_only=True)
 
 
+PROVIDER_REFUSED = "Choose a clinician on the patient's care team."
+
+
 class AppointmentCreateSerializer(_StrictSerializer):
     patient = serializers.UUIDField()
-    provider = serializers.PrimaryKeyRelatedField(
-        queryset=get_user_model().objects.filter(role="clinician", is_active=True), required=False
-    )
+    # An id, checked by the service against the patient's care team: every id that is not a
+    # bookable clinician gets the same answer (no oracle of who the clinicians are).
+    provider = serializers.UUIDField(required=False, error_messages={"invalid": PROVIDER_REFUSED})
     scheduled_at = serializers.DateTimeField()
     duration_minutes = serializers.IntegerField(min_value=5, max_value=480, required=False)
     status = serializers.ChoiceField(choices=Appointment.Status.choices, required=False)

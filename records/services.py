@@ -11,8 +11,8 @@ from django.db import transaction
 
 from neonpro.audit.services import SYSTEM_ACTOR_ID, record_event
 from neonpro.security.access import get_visible, read_visible, save_changes
-from neonpro.security.context import Identity
-from patients.models import Patient, active_care_team
+from neonpro.security.context import Identity, system_context
+from patients.models import Patient, active_care_team, active_care_team_members
 from patients.services import access_purpose
 from records.models import Appointment, MedicalRecord
 
@@ -21,6 +21,7 @@ APPOINTMENT = "records.appointment"
 RECORD_FIELDS = ("record_date", "diagnosis", "treatment_plan", "medications", "lab_results", "notes")
 APPOINTMENT_FIELDS = ("scheduled_at", "duration_minutes", "status", "reason", "notes")
 CANCELLABLE = ("requested", "confirmed")
+PROVIDER_REFUSED = "Choose a clinician on the patient's care team."
 
 
 def _require_care_team(identity: Identity, patient_id: uuid.UUID) -> None:
@@ -105,17 +106,40 @@ def create_appointment(identity: Identity, patient_id: uuid.UUID | str, data: di
     if identity.role == "patient":
         if data.get("status", "requested") != "requested":
             raise ValidationError({"status": "Patients request appointments; a clinician confirms them."})
-        if provider is None or getattr(provider, "role", None) != "clinician":
-            raise ValidationError({"provider": "Choose the clinician to see."})
+        if provider is None:
+            raise ValidationError({"provider": PROVIDER_REFUSED})
     else:
         _require_care_team(identity, patient.pk)
         provider = provider or identity.user_id
-    appointment = Appointment(patient=patient, provider_id=getattr(provider, "pk", provider), **data)
+    provider_id = _bookable_provider(patient.pk, getattr(provider, "pk", provider))
+    appointment = Appointment(patient=patient, provider_id=provider_id, **data)
     appointment.full_clean()
     with transaction.atomic():
         appointment.save(force_insert=True)
         record_event("appointment.create", resource_type=APPOINTMENT, resource_id=appointment.pk, patient_id=patient.pk)
     return appointment
+
+
+def _bookable_provider(patient_id: uuid.UUID, provider: Any) -> uuid.UUID:
+    """The provider if they are an active clinician on the patient's active care team; one
+    answer for every other id — unknown, malformed, a patient's, an administrator's, a
+    clinician elsewhere — so booking reveals nothing about who has an account."""
+    from django.contrib.auth import get_user_model
+
+    try:
+        provider_id = uuid.UUID(str(provider))
+    except ValueError:
+        raise ValidationError({"provider": PROVIDER_REFUSED}) from None
+    with system_context("booking: is the provider on the patient's care team"):  # yes or no, nothing more
+        bookable = (
+            get_user_model()
+            .objects.filter(pk=provider_id, role="clinician", is_active=True)
+            .filter(pk__in=active_care_team_members(patient_id))
+            .exists()
+        )
+    if not bookable:
+        raise ValidationError({"provider": PROVIDER_REFUSED})
+    return provider_id
 
 
 def update_appointment(identity: Identity, appointment: Appointment, changes: dict[str, Any]) -> Appointment:

@@ -275,6 +275,30 @@ def care_team(db: None) -> Callable[..., Any]:
 
 
 @pytest.fixture
+def api(client: Any) -> Any:
+    """JSON over HTTPS as a given user: ``api(user).get(url)`` / ``.post(url, data)``."""
+
+    from django.test import Client
+
+    class As:
+        def __init__(self, user: Any) -> None:
+            self.client = Client()
+            if user is not None:
+                self.client.force_login(user)
+
+        def get(self, url: str) -> Any:
+            return self.client.get(url, secure=True)
+
+        def post(self, url: str, data: Any) -> Any:
+            return self.client.post(url, data, content_type="application/json", secure=True)
+
+        def patch(self, url: str, data: Any) -> Any:
+            return self.client.patch(url, data, content_type="application/json", secure=True)
+
+    return As
+
+
+@pytest.fixture
 def world(user_factory: Callable[..., Any], patient_factory: Callable[..., Any], care_team: Callable[..., Any]) -> Any:
     """Personas: two patients with accounts, their clinician, an outsider clinician, an admin."""
 

@@ -20,6 +20,7 @@ class AccountsConfig(AppConfig):
 
 def _administrators_group(*, using: str = "default", **kwargs: Any) -> None:
     """The permissions a deployment's administrators get (idempotent, after every migrate)."""
-    from neonpro.accounts.services import ensure_administrators_group
+    from neonpro.accounts.services import ensure_administrators_group, ensure_privacy_officers_group
 
     ensure_administrators_group(using=using)
+    ensure_privacy_officers_group(using=using)

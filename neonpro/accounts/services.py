@@ -44,6 +44,14 @@ ADMINISTRATOR_PERMISSIONS = (
     ("django_celery_beat", "view_crontabschedule"),
     ("django_celery_beat", "view_intervalschedule"),
 )
+PRIVACY_OFFICERS = "Privacy officers"
+# Reviewing break-glass uses: the grants (with their written reasons) and the audit log.
+PRIVACY_OFFICER_PERMISSIONS = (
+    ("patients", "view_emergencyaccessgrant"),
+    ("patients", "review_emergencyaccessgrant"),
+    ("audit", "view_auditevent"),
+    ("accounts", "view_notification"),
+)
 TEMPORARY_PASSWORD_BYTES = 15  # 20 URL-safe characters
 
 
@@ -65,9 +73,18 @@ def _clean(details: dict[str, Any]) -> dict[str, Any]:
 
 def ensure_administrators_group(*, using: str = "default") -> Group:
     """The ``Administrators`` group with :data:`ADMINISTRATOR_PERMISSIONS` (those that exist yet)."""
-    group, _ = Group.objects.using(using).get_or_create(name=ADMINISTRATORS)
+    return _ensure_group(ADMINISTRATORS, ADMINISTRATOR_PERMISSIONS, using=using)
+
+
+def ensure_privacy_officers_group(*, using: str = "default") -> Group:
+    """The ``Privacy officers`` group, who review break-glass uses (give it to administrators who do)."""
+    return _ensure_group(PRIVACY_OFFICERS, PRIVACY_OFFICER_PERMISSIONS, using=using)
+
+
+def _ensure_group(name: str, permissions: tuple[tuple[str, str], ...], *, using: str) -> Group:
+    group, _ = Group.objects.using(using).get_or_create(name=name)
     wanted = Permission.objects.using(using).none()
-    for app_label, codename in ADMINISTRATOR_PERMISSIONS:
+    for app_label, codename in permissions:
         wanted |= Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename)
     missing = wanted.exclude(pk__in=group.permissions.values("pk"))
     if missing.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.utils import timezone
@@ -170,3 +171,35 @@ def test_break_glass_reads_are_audited_as_emergency(api, world) -> None:  # type
     assert [e.purpose for e in audit_events(action="record.list")] == ["emergency"]
     assert api(world.doctor).get(records_url(world.alice)).status_code == 200
     assert [e.purpose for e in audit_events(action="record.list")] == ["emergency", "treatment"]
+
+
+def test_booking_answers_alike_for_every_id_that_is_not_a_care_team_clinician(api, world, user_factory) -> None:  # type: ignore[no-untyped-def]
+    when = (timezone.now() + dt.timedelta(days=3)).replace(microsecond=0).isoformat()
+    colleague = user_factory("clinician", username="dr.colleague")
+
+    candidates = {
+        "unknown": str(uuid.uuid4()),
+        "malformed": "not-a-uuid",
+        "patient": str(world.bob_user.pk),
+        "admin": str(world.admin.pk),
+        "clinician elsewhere": str(world.outsider.pk),
+        "inactive colleague": str(colleague.pk),
+    }
+    colleague.is_active = False
+    colleague.save()
+    answers = {
+        name: api(world.alice_user).post(
+            "/api/v1/appointments/", {"patient": str(world.alice.pk), "provider": pk, "scheduled_at": when}
+        )
+        for name, pk in candidates.items()
+    }
+
+    assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(candidates, 400)
+    assert {str(a.json()) for a in answers.values()} == {
+        "{'provider': [\"Choose a clinician on the patient's care team.\"]}"
+    }
+    booked = api(world.alice_user).post(
+        "/api/v1/appointments/",
+        {"patient": str(world.alice.pk), "provider": str(world.doctor.pk), "scheduled_at": when},
+    )
+    assert booked.status_code == 201
