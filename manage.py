@@ -5,14 +5,24 @@ import atexit
 import os
 import signal
 import sys
+from contextlib import nullcontext
+
+# Commands that serve requests: their events name the signed-in user, not whoever started them.
+SERVING = (["serve"], ["runserver"], ["demo", "run"])
 
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neonpro.settings")
     from django.core.management import execute_from_command_line
 
+    from neonpro.audit.operator import operator_context
+
+    serving = any(sys.argv[1 : 1 + len(command)] == command for command in SERVING)
     try:
-        execute_from_command_line(sys.argv)
+        # Any other command (changepassword, createsuperuser, shell, ...) records the OS account
+        # that ran it as the operator of its events; commands with --operator say more.
+        with nullcontext() if serving else operator_context():
+            execute_from_command_line(sys.argv)
     except BrokenPipeError:
         # The reader went away (`manage.py audit export | head`): stop quietly, as Unix tools do.
         # Python would otherwise print a traceback while flushing stdout at exit.

@@ -3,9 +3,10 @@
 Guarantees: the rows get exactly the envelopes ``save()`` would write (fresh nonce per value,
 the same associated data, one unit of encryption budget each); each encrypted field's
 values are sealed column by column right before Django builds the INSERT, and handed to
-the field's ``pre_save`` through the instance; if the insert fails, no sealed token is left
-behind on an instance to be reused later. Models whose default queryset does not derive
-from ``EncryptedQuerySet`` still encrypt correctly, one value at a time.
+the field's ``pre_save`` through the instance, which uses one only for the value and primary
+key it was sealed for; if sealing or the insert fails, no sealed token is left behind.
+Models whose default queryset does not derive from ``EncryptedQuerySet`` still encrypt
+correctly, one value at a time.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ class EncryptedQuerySet(models.QuerySet[Any]):
             if obj.pk is None:  # what Django would do next; each value is bound to its row's UUID
                 obj.pk = pk.get_pk_value_on_save(obj)
         rows = [obj.__dict__ for obj in objs]
-        for field in fields:
-            field.seal_column(rows)
         try:
+            for field in fields:
+                field.seal_column(rows)
             return super().bulk_create(objs, *args, **kwargs)
         except BaseException:
             stashes = [field._stash for field in fields]

@@ -79,7 +79,12 @@ class KeysSettings:
     @property
     def COUNT_BLOCK(self) -> int:  # noqa: N802
         """Encryptions a process reserves at a time (one UPDATE per block)."""
-        return int(getattr(settings, "NEONPRO_KEY_COUNT_BLOCK", 10_000))
+        block = int(getattr(settings, "NEONPRO_KEY_COUNT_BLOCK", 10_000))
+        if block < 1:
+            from keys.exceptions import KeysError
+
+            raise KeysError(f"NEONPRO_KEY_COUNT_BLOCK must be at least 1, not {block}")
+        return block
 
     @property
     def COUNTER_DB_ALIAS(self) -> str:  # noqa: N802

@@ -241,6 +241,7 @@ class EncryptedMixin(_MixinBase):
 
     def pre_save(self, model_instance: models.Model, add: bool) -> bytes | None:
         data = model_instance.__dict__
+        sealed = data.pop(self._stash, None)  # a token bulk_create sealed a moment ago (keys.bulk)
         try:
             value = data[self.attname]
         except KeyError:
@@ -250,9 +251,8 @@ class EncryptedMixin(_MixinBase):
         pk = data.get(self.pk_attname)
         if pk is None:
             raise EncryptionError(f"{self.label}: the row needs its UUID primary key before it is encrypted")
-        sealed = data.pop(self._stash, None)
-        if sealed is not None:
-            return sealed  # type: ignore[no-any-return]  # sealed a moment ago by bulk_create (keys.bulk)
+        if sealed is not None and sealed[0] is value and sealed[1] == pk:
+            return sealed[2]  # type: ignore[no-any-return]
         if value.__class__ is bytes:
             sealed_pk = data.get(SEALED_PK)
             if model_instance._state.adding and (sealed_pk is None or sealed_pk == pk):

@@ -82,10 +82,16 @@ class Keyring:
 
     # -- encryption --------------------------------------------------------------------
     def active(self, purpose: str) -> ActiveKey:
-        """The key to encrypt with; the caller spends one unit of its ``budget``."""
+        """The key to encrypt with; the caller spends one unit of its ``budget``.
+
+        Raises KeysError for a MAC purpose (``index``, ``audit``, ``identity``): those keys
+        authenticate and never encrypt.
+        """
         entry = self._active.get(purpose)
         if entry is not None and entry.expires > _monotonic() and entry.budget > 0:
             return entry
+        if purpose in ("index", "audit", "identity"):
+            raise KeysError(f"{purpose} keys authenticate (HMAC) and never encrypt")
         return self._load_active(purpose)
 
     def _load_active(self, purpose: str) -> ActiveKey:

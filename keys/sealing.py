@@ -163,8 +163,9 @@ def make_column_sealer(
     The envelopes are exactly those :func:`make_sealer` makes, each with its own nonce; the
     keyring is consulted once per :data:`SEAL_CHUNK` values (their encryptions taken from the
     key's budget up front) instead of once per value. Each token is left in the row's
-    ``__dict__`` under ``stash`` for the field's ``pre_save`` to take. Rows whose value is
-    NULL or ciphertext, or that have no primary key yet, are left to ``pre_save``.
+    ``__dict__`` under ``stash``, with the value and primary key it was sealed for, for the
+    field's ``pre_save`` to take — only if both are still the row's. Rows whose value is NULL
+    or ciphertext, or that have no primary key yet, are left to ``pre_save``.
     """
     urandom = os.urandom
     nonce_size = envelope.NONCE_SIZE
@@ -179,7 +180,8 @@ def make_column_sealer(
         done, total = 0, len(todo)
         while done < total:
             key = keyring.active("field")  # reserves a new block, or refuses at the hard limit
-            take = min(key.budget, total - done, SEAL_CHUNK)
+            # active() hands out a key with budget left; never take less than one or more than reserved.
+            take = max(1, min(key.budget, total - done, SEAL_CHUNK))
             key.budget -= take
             header, encrypt = key.header, key.aead.encrypt
             head = header + label
@@ -193,12 +195,13 @@ def make_column_sealer(
                 value = data[attname]
                 nonce = urandom(nonce_size)
                 if normalize is None:
-                    data[stash] = header + nonce + encrypt(nonce, encode(value), head + row[1])
+                    data[stash] = (value, pk, header + nonce + encrypt(nonce, encode(value), head + row[1]))
                 else:
                     digest = mac.copy()
                     digest.update(normalize(value if value.__class__ is str else str(value)).encode())
                     token = prefix + digest.finalize()[:16]
-                    data[stash] = token + header + nonce + encrypt(nonce, encode(value), head + row[1] + token)
+                    sealed = token + header + nonce + encrypt(nonce, encode(value), head + row[1] + token)
+                    data[stash] = (value, pk, sealed)
             done += take
         return total
 

@@ -123,8 +123,26 @@ def request_emergency_access(
         patient_uuid = uuid.UUID(str(patient_id))
     except ValueError:
         raise Patient.DoesNotExist("No patient with that id.") from None
+    with transaction.atomic():
+        _serialise_per_clinician(identity.user_id)
+        return _open_grant(identity, patient_uuid, reason, minutes)
+
+
+def _serialise_per_clinician(clinician_id: uuid.UUID | None) -> None:
+    """One break-glass request per clinician at a time (until the transaction ends): counting
+    and inserting under the lock, two concurrent requests cannot both pass the ceiling or stack."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"neonpro.break_glass:{clinician_id}"]
+            )
+
+
+def _open_grant(identity: Identity, patient_uuid: uuid.UUID, reason: str, minutes: int) -> EmergencyAccessGrant:
     now = timezone.now()
-    used_today = _check_limits(identity, patient_uuid, now)
+    _check_limits(identity, patient_uuid, now)
     with system_context("break-glass: check the patient exists"):
         exists = Patient.objects.filter(pk=patient_uuid).exists()
     if not exists:
@@ -167,7 +185,7 @@ def request_emergency_access(
             purpose="emergency",
             details={"minutes": minutes, "dicom_event": 110127},
         )
-        _notify_admins(grant, used_today + 1)
+        _notify_admins(grant, now)
     logger.warning("Emergency access granted: grant=%s clinician=%s", grant.pk, identity.user_id)
     return grant
 
@@ -204,6 +222,10 @@ def review_emergency_access(reviewer: Any, grant_id: uuid.UUID | str, *, outcome
             raise PermissionDenied("Nobody reviews their own emergency access.")
         if grant.reviewed_at is not None:
             raise ValidationError({"outcome": "This use was reviewed already."})
+        if grant.is_active(timezone.now()):
+            raise ValidationError(
+                {"outcome": "Review a use once it has ended or expired: access continues until then."}
+            )
         grant.reviewed_at, grant.reviewed_by_id, grant.review_outcome = timezone.now(), reviewer.pk, outcome
         grant.save(update_fields=["reviewed_at", "reviewed_by", "review_outcome"])
         record_event(
@@ -249,9 +271,21 @@ def end_emergency_access(identity: Identity, grant_id: uuid.UUID | str) -> Emerg
     return grant
 
 
-def _notify_admins(grant: EmergencyAccessGrant, used_today: int) -> None:
+def _notify_admins(grant: EmergencyAccessGrant, now: dt.datetime) -> None:
+    """Every use, to every administrator; and once a day per clinician, an alert (also logged
+    at CRITICAL for the SIEM) when their grants in 24 hours reach the threshold."""
+    from neonpro.accounts.models import Notification
     from neonpro.accounts.services import notify_role
 
     notify_role("admin", kind="break_glass", details={"grant": grant.pk, "patient": grant.patient_id})
-    if used_today == break_glass_limits()[2]:  # once, when a clinician's day reaches the threshold
-        notify_role("admin", kind="break_glass_many", details={"clinician": grant.clinician_id, "count": used_today})
+    since = now - dt.timedelta(days=1)
+    grants = EmergencyAccessGrant._base_manager.filter(clinician_id=grant.clinician_id, granted_at__gt=since).count()
+    threshold = break_glass_limits()[2]
+    if grants < threshold:
+        return
+    alerted = Notification.objects.filter(
+        kind="break_glass_many", details__clinician=str(grant.clinician_id), created_at__gt=since
+    ).exists()
+    if not alerted:
+        notify_role("admin", kind="break_glass_many", details={"clinician": grant.clinician_id, "count": grants})
+        logger.critical("Emergency access threshold reached: clinician=%s grants_24h=%s", grant.clinician_id, grants)

@@ -26,12 +26,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from neonpro.accounts.models import Notification, PatientAccount, User
+from neonpro.accounts.models import AccountChange, Notification, PatientAccount, User
 from neonpro.accounts.services import issue_temporary_password
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
 
 SELF_PROTECTED = ("role", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")
-SUPERUSER_ONLY = ("is_superuser", "user_permissions")
+# Rights only superusers hand out: staff access, groups (Administrators, Privacy officers)
+# and single permissions.
+SUPERUSER_ONLY = ("is_staff", "is_superuser", "groups", "user_permissions")
 
 
 class NewAccountForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -123,6 +125,12 @@ class UserAdmin(_TemporaryPasswordMixin, BaseUserAdmin):
             fields |= set(SELF_PROTECTED)
         return tuple(sorted(fields))
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A superuser's account is changed by superusers only (deactivating one is a takeover too).
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return bool(super().has_change_permission(request, obj))
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -139,6 +147,10 @@ class PatientAccountAdmin(_TemporaryPasswordMixin, admin.ModelAdmin):  # type: i
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PatientAccount]:
         return super().get_queryset(request).filter(role=User.Role.PATIENT)
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # No ?username__startswith=… or ?last_name=… oracles: only the active flag filters.
+        return lookup == "is_active__exact"
 
     @admin.display(description="Password")
     def password_reset(self, obj: PatientAccount) -> str:
@@ -157,7 +169,20 @@ class PatientAccountAdmin(_TemporaryPasswordMixin, admin.ModelAdmin):  # type: i
 class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Evidence (break-glass notices among them): viewable, never edited or deleted."""
 
-    list_display = ("created_at", "kind", "recipient", "read_at")
+    list_display = ("created_at", "kind", "recipient_id", "read_at")
     list_filter = ("kind",)
-    fields = ("recipient", "kind", "details", "created_at", "read_at")
+    fields = ("recipient_id", "kind", "details", "created_at", "read_at")
     readonly_fields = fields
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup in ("kind", "kind__exact")  # not through the recipient's username or role
+
+
+@admin.register(AccountChange)
+class AccountChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """What the database itself saw written to accounts (column names, never values)."""
+
+    list_display = ("occurred_at", "table_name", "operation", "row_id", "columns", "database_role", "acting_as")
+    list_filter = ("table_name", "operation", "database_role")
+    readonly_fields = [f.name for f in AccountChange._meta.fields]
+    ordering = ("-id",)

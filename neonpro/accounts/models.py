@@ -31,6 +31,10 @@ class User(AbstractUser):
         permissions = [("issue_temporary_password", "Can issue a temporary password to another user")]
 
     def __str__(self) -> str:
+        # Never a patient's username: admin pages, notification lists and admin-log entries
+        # show accounts by this, and who is a patient is not the administrators' to know.
+        if self.role == self.Role.PATIENT:
+            return f"Patient account {self.pk}"
         return f"{self.username} ({self.role})"
 
 
@@ -61,3 +65,28 @@ class PatientAccount(User):
 
     def __str__(self) -> str:
         return f"Patient portal account {self.pk}"
+
+
+class AccountChange(models.Model):
+    """A database-level record of every write to accounts and their memberships.
+
+    Written by triggers (PostgreSQL), so it also sees what bypasses the ORM's signals — raw SQL,
+    ``QuerySet.update()``, ``bulk_update``. Append-only like the audit log. Column names
+    only, never values.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    occurred_at = models.DateTimeField()
+    table_name = models.CharField(max_length=63)
+    operation = models.CharField(max_length=8)
+    row_id = models.CharField(max_length=64, help_text="The account (user id) the row belongs to.")
+    columns = models.JSONField(default=list, help_text="Names of the columns that changed.")
+    database_role = models.CharField(max_length=63)
+    acting_as = models.CharField(max_length=64, blank=True, help_text="neonpro.user_id of the transaction, if set.")
+    transaction_id = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Account change {self.pk} ({self.table_name} {self.operation})"

@@ -30,6 +30,7 @@ ADMINISTRATOR_PERMISSIONS = (
     ("accounts", "view_notification"),
     ("accounts", "view_patientaccount"),
     ("accounts", "change_patientaccount"),
+    ("accounts", "view_accountchange"),
     ("auth", "view_group"),
     ("admin", "view_logentry"),
     ("audit", "view_auditevent"),
@@ -103,17 +104,65 @@ def issue_temporary_password(actor: User, user: User, *, actor_password: str) ->
         raise PermissionDenied("You may not issue temporary passwords.")
     if actor.pk == user.pk:
         raise PermissionDenied("Change your own password with your current one, not a temporary password.")
-    if user.is_superuser and not actor.is_superuser:
-        raise PermissionDenied("Only a superuser may reset a superuser's password.")
+    if (user.is_superuser or user.is_staff or user.role == User.Role.ADMIN) and not actor.is_superuser:
+        raise PermissionDenied("Only a superuser may reset the password of an administrator.")
+    if user.role == User.Role.PATIENT:
+        raise PermissionDenied(
+            "Patient portal passwords are reset by the patient (after proving who they are), never by an "
+            "administrator; deactivate the account if it is compromised."
+        )
+    _throttle_reauthentication(actor)
     if not actor.check_password(actor_password):
         raise PermissionDenied("That is not your password: re-enter your own password to confirm it is you.")
+    _reauthenticated(actor)
     password = secrets.token_urlsafe(TEMPORARY_PASSWORD_BYTES)
     with transaction.atomic(), account_change_via("temporary_password"):
         user.set_password(password)  # existing sessions of the user stop working (session hash)
         user.must_change_password = True
         user.save(update_fields=["password", "must_change_password"])
         notify_user(user, kind="password_reset_by_admin", details={"by": actor.pk})
+    _email_the_user(user)
     return password
+
+
+REAUTH_ATTEMPTS = 5
+REAUTH_WINDOW = 15 * 60
+
+
+def _throttle_key(actor: User) -> str:
+    return f"neonpro:reauth-failures:{actor.pk}"
+
+
+def _throttle_reauthentication(actor: User) -> None:
+    """At most REAUTH_ATTEMPTS wrong passwords per REAUTH_WINDOW: the form is no password oracle."""
+    from django.core.cache import cache
+
+    if int(cache.get(_throttle_key(actor), 0)) >= REAUTH_ATTEMPTS:
+        raise PermissionDenied("Too many wrong passwords: try again in 15 minutes.")
+    cache.add(_throttle_key(actor), 0, REAUTH_WINDOW)
+    cache.incr(_throttle_key(actor))
+
+
+def _reauthenticated(actor: User) -> None:
+    from django.core.cache import cache
+
+    cache.delete(_throttle_key(actor))
+
+
+def _email_the_user(user: User) -> None:
+    """Tell the person themselves, outside the application the administrator controls."""
+    from django.core.mail import send_mail
+
+    if not user.email:
+        return
+    send_mail(
+        "Your NeonPro password was reset by an administrator",
+        "An administrator issued a temporary password for your NeonPro account, so your old password no "
+        "longer works. If you did not ask for this, tell your security team now.",
+        None,
+        [user.email],
+        fail_silently=True,
+    )
 
 
 def complete_password_change(user: User) -> None:

@@ -23,7 +23,18 @@ PHI_TABLES = (
     "records_medicalrecord",
     "records_appointment",
 )
-APPEND_ONLY_TABLES = ("audit_auditevent", "django_admin_log")
+APPEND_ONLY_TABLES = ("audit_auditevent", "django_admin_log", "accounts_accountchange")
+# PostgreSQL's predefined roles that reach past row-level security or the server's own guard.
+DANGEROUS_PREDEFINED_ROLES = {
+    "pg_execute_server_program": "runs programs on the database server (COPY ... PROGRAM): a way to superuser",
+    "pg_read_server_files": "reads any file the server can, the database files included",
+    "pg_write_server_files": "writes any file the server can",
+    "pg_read_all_data": "reads every table, past row-level security",
+    "pg_write_all_data": "writes every table, past row-level security",
+    "pg_monitor": "sees every session's statements in pg_stat_activity",
+    "pg_read_all_stats": "sees every session's statements in pg_stat_activity",
+    "pg_signal_backend": "can cancel or terminate other sessions",
+}
 
 
 def app_role() -> str:
@@ -107,7 +118,11 @@ def role_problems(cursor: Any) -> list[str]:
         "SELECT rolname, rolsuper, rolbypassrls, rolcreaterole, rolreplication FROM pg_roles r "
         "WHERE pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY rolname <> current_user, rolname"
     )
-    for name, superuser, bypass, createrole, replication in cursor.fetchall():
+    rows = cursor.fetchall()
+    for name, *_ in rows:
+        if name in DANGEROUS_PREDEFINED_ROLES:
+            problems.append(f"database role {user} can act as {name}, which {DANGEROUS_PREDEFINED_ROLES[name]}")
+    for name, superuser, bypass, createrole, replication in rows:
         who = f"database role {user}" + ("" if name == user else f" can become {name} (role membership), which")
         for flag, what in (
             (superuser, "is a superuser, which bypasses row-level security"),

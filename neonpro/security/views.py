@@ -7,10 +7,23 @@ from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.templatetags.static import static
 
+NOTICES = {
+    "password_reset_by_admin": "An administrator issued a temporary password for your account.",
+    "break_glass": "A clinician used emergency access (break-glass) to a patient record.",
+    "break_glass_many": "A clinician reached the daily threshold of emergency-access uses.",
+}
+
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html")
+    """The signed-in home page, with the person's own unread notices (ids and dates, never PHI)."""
+    from neonpro.accounts.models import Notification
+
+    notices = [
+        {"when": n.created_at, "text": NOTICES.get(n.kind, n.kind)}
+        for n in Notification.objects.filter(recipient=request.user, read_at__isnull=True)[:20]
+    ]
+    return render(request, "home.html", {"notices": notices})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -345,3 +345,142 @@ def test_the_new_account_form_saves_without_a_usable_password() -> None:
 
     assert user.pk and not user.has_usable_password()
     assert str(PatientAccount(pk=user.pk)) == f"Patient portal account {user.pk}"
+
+
+# -- what the second review found ----------------------------------------------------------
+
+
+def test_patient_accounts_cannot_be_found_by_name_through_admin_filters(admin_user: User, world: Any) -> None:
+    admin = _client(admin_user)
+    base = "/admin/accounts/patientaccount/"
+
+    for probe in ("?username=alice", "?username__startswith=al", "?email__icontains=example", "?last_name=Canary"):
+        page = admin.get(base + probe, secure=True)
+        # A lookup the admin does not allow is a 400, never a filtered list.
+        assert page.status_code == 400, probe
+    assert admin.get(base + "?is_active__exact=1", secure=True).status_code == 200
+
+
+def test_notifications_show_recipients_by_id_and_patient_accounts_never_by_name(admin_user: User, world: Any) -> None:
+    from neonpro.accounts.services import notify_user
+
+    notify_user(world.alice_user, kind="password_reset_by_admin", details={"by": admin_user.pk})
+
+    page = _client(admin_user).get("/admin/accounts/notification/", secure=True).content.decode()
+    filtered = _client(admin_user).get("/admin/accounts/notification/?recipient__username=alice", secure=True)
+
+    assert "alice" not in page and str(world.alice_user.pk) in page
+    assert filtered.status_code == 400
+    assert str(world.alice_user) == f"Patient account {world.alice_user.pk}"
+
+
+def test_administrators_cannot_hand_out_groups_or_staff_access(admin_user: User, clinician: User) -> None:
+    page = _client(admin_user).get(f"/admin/accounts/user/{clinician.pk}/change/", secure=True).content.decode()
+
+    assert 'name="groups"' not in page and 'name="is_staff"' not in page
+
+
+def test_administrators_cannot_reset_admins_or_patients_or_touch_superusers(
+    admin_user: User, user_factory: Any, world: Any
+) -> None:
+    from django.core.exceptions import PermissionDenied
+
+    from neonpro.accounts.services import issue_temporary_password
+
+    other_admin = user_factory("admin", username="admin.two", is_staff=True)
+    for target, message in ((other_admin, "Only a superuser"), (world.alice_user, "reset by the patient")):
+        with pytest.raises(PermissionDenied, match=message):
+            issue_temporary_password(admin_user, target, actor_password=STRONG)
+    root = user_factory("admin", username="root3", is_staff=True, is_superuser=True)
+    page = _client(admin_user).get(f"/admin/accounts/user/{root.pk}/change/", secure=True).content.decode()
+    assert 'name="is_active"' not in page and 'name="username"' not in page  # view only
+    _client(admin_user).post(f"/admin/accounts/user/{root.pk}/change/", {"username": "renamed"}, secure=True)
+    root.refresh_from_db()
+    assert root.username == "root3"
+
+
+def test_the_user_hears_of_a_reset_by_email_and_on_their_home_page(admin_user: User, clinician: User) -> None:
+    from django.core import mail
+
+    from neonpro.accounts.services import issue_temporary_password
+
+    clinician.email = "grey@hospital.example"
+    clinician.save(update_fields=["email"])
+    temporary = issue_temporary_password(admin_user, clinician, actor_password=STRONG)
+
+    (message,) = mail.outbox
+    assert message.to == ["grey@hospital.example"] and "administrator" in message.body
+    assert temporary not in message.body
+    user = Client()
+    user.login(username=clinician.username, password=temporary)
+    user.post(
+        "/accounts/password/change/",
+        {"old_password": temporary, "new_password1": "mine from now on", "new_password2": "mine from now on"},
+        secure=True,
+    )
+    home = user.get("/", secure=True).content.decode()
+    assert "An administrator issued a temporary password for your account." in home
+
+
+def test_the_temporary_password_cannot_be_kept(admin_user: User, clinician: User) -> None:
+    from neonpro.accounts.services import issue_temporary_password
+
+    temporary = issue_temporary_password(admin_user, clinician, actor_password=STRONG)
+    user = Client()
+    user.login(username=clinician.username, password=temporary)
+
+    page = user.post(
+        "/accounts/password/change/",
+        {"old_password": temporary, "new_password1": temporary, "new_password2": temporary},
+        secure=True,
+    )
+
+    assert page.status_code == 200 and "not the temporary one" in page.content.decode()
+    clinician.refresh_from_db()
+    assert clinician.must_change_password
+
+
+def test_the_confirmation_form_is_no_password_oracle(admin_user: User, clinician: User) -> None:
+    from django.core.exceptions import PermissionDenied
+
+    from neonpro.accounts.services import issue_temporary_password
+
+    for _ in range(5):
+        with pytest.raises(PermissionDenied, match="not your password"):
+            issue_temporary_password(admin_user, clinician, actor_password="guess")
+
+    with pytest.raises(PermissionDenied, match="Too many wrong passwords"):
+        issue_temporary_password(admin_user, clinician, actor_password=STRONG)  # even the right one, for now
+
+
+def test_the_database_records_account_writes_that_bypass_the_orm(clinician: User, admin_user: User) -> None:
+    from django.db import DatabaseError, connection, transaction
+
+    from neonpro.accounts.models import AccountChange
+
+    start = AccountChange.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE accounts_user SET password = 'x', first_name = 'Raw' WHERE id = %s", [clinician.pk])
+        cursor.execute("UPDATE accounts_user SET last_login = now() WHERE id = %s", [clinician.pk])
+    User.objects.filter(pk=clinician.pk).update(is_active=False)
+    clinician.groups.add(ensure_administrators_group())
+
+    changes = list(AccountChange.objects.filter(id__gt=start).order_by("id"))
+    assert [(c.table_name, c.operation, c.columns) for c in changes] == [
+        ("accounts_user", "UPDATE", ["first_name", "password"]),
+        ("accounts_user", "UPDATE", ["is_active"]),
+        ("accounts_user_groups", "INSERT", ["group_id", "id", "user_id"]),
+    ]
+    assert all(c.row_id == str(clinician.pk) and c.database_role == "neonpro_app" for c in changes)
+    assert "x" not in str([c.columns for c in changes])
+    for statement in ("UPDATE accounts_accountchange SET columns = '[]'", "DELETE FROM accounts_accountchange"):
+        with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+
+
+def test_an_account_change_names_only_its_table_and_operation() -> None:
+    from neonpro.accounts.models import AccountChange
+
+    change = AccountChange(pk=7, table_name="accounts_user", operation="UPDATE")
+
+    assert str(change) == "Account change 7 (accounts_user UPDATE)"

@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 
 from keys import fields
+from keys.bulk import EncryptedQuerySet
 
 
 class EncryptedSample(models.Model):
@@ -22,6 +23,8 @@ class EncryptedSample(models.Model):
     email = fields.EncryptedCharField(max_length=254, search="email", null=True, blank=True)
     code = fields.EncryptedCharField(max_length=64, search="email", null=True, blank=True)
     plain = models.CharField(max_length=20, blank=True, default="")
+
+    objects = EncryptedQuerySet.as_manager()  # bulk_create through the column sealer, like the PHI models
 
     class Meta:
         app_label = "keys_tests"

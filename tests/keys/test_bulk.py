@@ -118,3 +118,73 @@ def test_update_conflicts_go_the_ordinary_way() -> None:
     Patient.objects.bulk_create([again], update_conflicts=True, unique_fields=["id"], update_fields=["full_name"])
 
     assert Patient.objects.get(pk=made.pk).full_name == "Upserted"
+
+
+def test_a_failure_while_sealing_leaves_no_token_and_a_later_save_writes_the_current_value() -> None:
+    from django.core.exceptions import ValidationError
+
+    rows = _patients(3)
+    rows[2].mrn = "M" * 40  # too long for the MRN field: sealing fails at the third row's mrn
+
+    with pytest.raises(ValidationError):
+        Patient.objects.bulk_create(rows)
+
+    first = rows[0]
+    assert not [key for key in first.__dict__ if key.startswith("_keys_sealed:")]
+    first.full_name = "Corrected Name"
+    first.save(force_insert=True)
+    assert Patient.objects.get(pk=first.pk).full_name == "Corrected Name"
+
+
+def test_a_token_is_used_only_for_the_value_and_row_it_was_sealed_for() -> None:
+    patient = _patients(1)[0]
+    field = Patient._meta.get_field("full_name")
+    field.seal_column([patient.__dict__])
+
+    patient.full_name = "Changed After Sealing"
+    token = field.pre_save(patient, add=True)
+
+    data = {"id": patient.pk}
+    assert field.open_value(data, token) == "Changed After Sealing"
+
+
+def test_after_an_index_key_rotation_bulk_create_indexes_under_the_new_key() -> None:
+    from keys.rotation import rotate_data_key
+
+    (before,) = Patient.objects.bulk_create(_patients(1))
+    new_index = rotate_data_key("index")
+
+    (made,) = Patient.objects.bulk_create(_patients(2)[1:])
+
+    assert (
+        int.from_bytes(_raw(made.pk, "ssn")[:4], "big")
+        == new_index.pk
+        != int.from_bytes(_raw(before.pk, "ssn")[:4], "big")
+    )
+    assert Patient.objects.get(ssn=made.ssn).pk == made.pk  # found under the new key
+    assert Patient.objects.get(ssn=before.ssn).pk == before.pk  # and the older row under the old one
+
+
+def test_an_instance_copied_under_a_new_primary_key_is_sealed_for_the_new_row() -> None:
+    (original,) = Patient.objects.bulk_create(_patients(1))
+    copy = Patient.objects.get(pk=original.pk)
+    _ = copy.full_name  # decrypted, and its row context cached for the old pk
+    copy.pk = None
+
+    (made,) = Patient.objects.bulk_create([copy])
+
+    assert made.pk != original.pk
+    assert Patient.objects.get(pk=made.pk).full_name == original.full_name
+
+
+def test_mac_keys_never_encrypt_and_a_zero_block_is_refused(settings: Any) -> None:
+    from keys import crypto
+    from keys.exceptions import KeysError
+
+    for purpose in ("index", "audit", "identity"):
+        with pytest.raises(KeysError, match="never encrypt"):
+            crypto.encrypt(b"x", context=b"c", purpose=purpose)
+    settings.NEONPRO_KEY_COUNT_BLOCK = 0
+    keyring.clear()
+    with pytest.raises(KeysError, match="at least 1"):
+        Patient.objects.bulk_create(_patients(1))

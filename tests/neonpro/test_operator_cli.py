@@ -256,3 +256,31 @@ def test_reset_passwords_without_demo_accounts_says_how_to_create_them(
     result = site.manage("demo", "reset-passwords")
 
     assert result.returncode == 1 and "demo seed" in result.stderr
+
+
+def test_djangos_own_commands_name_the_os_account_as_operator(install: Install) -> None:
+    import json
+
+    from neonpro.audit.operator import os_user
+
+    made = install.manage(
+        "shell",
+        "-c",
+        "from neonpro.accounts.models import User; User.objects.create_user(username='dr.shell', role='clinician')",
+    )
+    assert made.returncode == 0, made.stderr
+
+    events = [json.loads(line) for line in install.manage("audit", "export").stdout.splitlines()]
+    created = [e for e in events if e["action"] == "account.create" and e["details"].get("role") == "clinician"]
+    assert created[-1]["actor_role"] == "operator" and created[-1]["details"]["operator"] == os_user()
+
+
+def test_demo_data_is_refused_in_production(install: Install) -> None:
+    import secrets
+
+    env = {**install.env, "NEONPRO_ENV": "production", "DJANGO_SECRET_KEY": secrets.token_urlsafe(64)}
+    result = subprocess.run(
+        [sys.executable, MANAGE, "demo", "reset-passwords"], env=env, cwd=BASE_DIR, capture_output=True, text=True
+    )
+
+    assert result.returncode == 1 and "refused with NEONPRO_ENV=production" in result.stderr

@@ -170,3 +170,23 @@ def test_the_deploy_check_refuses_a_member_of_the_owner(make_role: Any, tmp_path
 
     assert result.returncode != 0
     assert "security.E001" in result.stderr and f"can act as {OWNER_ROLE}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "predefined",
+    [
+        "pg_execute_server_program",
+        "pg_read_server_files",
+        "pg_write_server_files",
+        "pg_read_all_data",
+        "pg_write_all_data",
+        "pg_monitor",
+        "pg_signal_backend",
+    ],
+)
+def test_membership_in_a_predefined_role_that_reaches_past_rls_is_refused(make_role: Any, predefined: str) -> None:
+    role = make_role(member_of=(APP_ROLE, predefined))
+
+    problems = _problems_as(role)
+
+    assert any(f"can act as {predefined}" in p for p in problems), problems

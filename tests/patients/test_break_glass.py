@@ -118,6 +118,7 @@ def grant(api: Any, world: Any) -> EmergencyAccessGrant:
     from neonpro.security.context import system_context
 
     answer = _ask(api, world.outsider, world.bob.pk, minutes=15)
+    _backdate(world.outsider, minutes=16)  # expired: ready for review
     with system_context("test: load the grant"):
         return EmergencyAccessGrant._base_manager.get(pk=answer.json()["grant"])
 
@@ -289,3 +290,91 @@ def test_a_deactivated_privacy_officer_reviews_nothing(privacy_officer: Any, gra
     assert not break_glass.may_review(privacy_officer)
     with pytest.raises(PermissionDenied):
         break_glass.review_emergency_access(privacy_officer, grant.pk, outcome="appropriate")
+
+
+def test_a_use_is_reviewed_only_once_it_has_ended(privacy_officer: Any, api: Any, world: Any) -> None:
+    answer = _ask(api, world.outsider, world.bob.pk)
+    grant_id = answer.json()["grant"]
+
+    with pytest.raises(ValidationError, match="once it has ended"):
+        break_glass.review_emergency_access(privacy_officer, grant_id, outcome="appropriate")
+
+
+def test_the_alert_counts_grants_not_probes_and_comes_once_a_day(
+    api: Any, world: Any, patient_factory: Any, settings: Any
+) -> None:
+    settings.NEONPRO_BREAK_GLASS_PER_HOUR, settings.NEONPRO_BREAK_GLASS_PER_DAY = 20, 20
+    for _ in range(3):  # probes first: they must not push the count past the threshold unseen
+        assert _ask(api, world.outsider, uuid.uuid4()).status_code == 404
+    for _ in range(5):
+        assert _ask(api, world.outsider, patient_factory().pk, minutes=10).status_code == 201
+
+    alerts = Notification.objects.filter(kind="break_glass_many", recipient=world.admin)
+    assert [a.details for a in alerts] == [{"clinician": str(world.outsider.pk), "count": 3}]
+
+
+def test_two_concurrent_requests_cannot_both_pass_or_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from neonpro.accounts.models import User
+    from neonpro.security.context import acting_as, identity_for_user, system_context
+    from patients.models import Patient
+    from tests.conftest import in_thread
+
+    def seed() -> tuple[Any, Any]:
+        clinician = User.objects.create_user(username=f"dr.race.{uuid.uuid4().hex[:6]}", role="clinician")
+        with system_context("test: seed a patient"):
+            patient = Patient.objects.create(full_name="Race Canary", date_of_birth=dt.date(1990, 1, 1), mrn="RACE-1")
+        return clinician, patient.pk
+
+    clinician, patient_id = in_thread(seed)
+    from keys.keyring import keyring
+
+    # Reserve encryptions now (committed): in the suite reservations share the request's
+    # connection, and a reservation's row lock would serialise the two requests by itself.
+    in_thread(lambda: keyring.active("field"))
+    barrier = threading.Barrier(2)
+    counted = break_glass._recent_break_glass
+
+    def count_then_wait(*args: Any) -> Any:
+        found = counted(*args)
+        try:  # both requests counted before either inserts — unless the lock made one wait
+            barrier.wait(timeout=2)
+        except threading.BrokenBarrierError:
+            pass
+        return found
+
+    monkeypatch.setattr(break_glass, "_recent_break_glass", count_then_wait)
+    outcomes: list[str] = []
+
+    def request() -> None:
+        from django.db import connections
+
+        try:
+            identity = identity_for_user(clinician)
+            with acting_as(identity):
+                break_glass.request_emergency_access(identity, patient_id=patient_id, reason=REASON)
+            outcomes.append("granted")
+        except break_glass.EmergencyAccessLimitError:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(outcomes) == ["granted", "refused"]
+
+
+def test_without_postgresql_there_is_no_advisory_lock_to_take(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(connection, "vendor", "sqlite")  # the embedded mode serialises writes itself
+    with CaptureQueriesContext(connection) as queries:
+        break_glass._serialise_per_clinician(uuid.uuid4())
+
+    assert not queries.captured_queries

@@ -54,6 +54,13 @@ class Command(BaseCommand):
             self._handle(action, host, port)
 
     def _handle(self, action: str, host: str, port: int) -> None:
+        from django.conf import settings
+
+        if settings.PRODUCTION:
+            raise CommandError(
+                "demo data is for the embedded mode: refused with NEONPRO_ENV=production "
+                "(it would create or reset accounts named admin, dr.house, ...)"
+            )
         if action == "run":
             return self._run(host, port)  # serves until stopped
         if action == "seed":
