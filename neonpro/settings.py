@@ -161,6 +161,36 @@ if POSTGRESQL:
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
         "NEONPRO_DB_SERVER_SIDE_BINDING", True
     )
+# Connection pools (Django's, psycopg_pool): a process keeps at most NEONPRO_DB_POOL_SIZE
+# connections for requests and NEONPRO_DB_POOL_AUX_SIZE each for the audit and keys aliases,
+# and a request waits at most NEONPRO_DB_POOL_TIMEOUT seconds for one (then a 503). Sizing rule
+# (docs/database.md): processes x (POOL_SIZE + 2 x POOL_AUX_SIZE) <= max_connections minus
+# superuser_reserved_connections minus what admins, migrations and workers need.
+NEONPRO_DB_POOL = POSTGRESQL and env_bool("NEONPRO_DB_POOL", True)
+NEONPRO_DB_POOL_SIZE = env_int("NEONPRO_DB_POOL_SIZE", 10)
+NEONPRO_DB_POOL_AUX_SIZE = env_int("NEONPRO_DB_POOL_AUX_SIZE", 3)
+NEONPRO_DB_POOL_TIMEOUT = float(env_int("NEONPRO_DB_POOL_TIMEOUT", 5))
+
+
+def _pool(size: int) -> dict[str, object]:
+    return {"min_size": 1, "max_size": size, "timeout": NEONPRO_DB_POOL_TIMEOUT, "max_idle": 300}
+
+
+# Server-side limits for every connection of the app (milliseconds; 0 = none): no statement
+# runs, waits for a lock, or idles in a transaction past them. `keys reencrypt` and `migrate`
+# raise statement_timeout for their own long statements. Sent as startup options, which a
+# transaction-mode pooler does not pass on: there, set them on the role (`manage.py db
+# create-roles` does).
+NEONPRO_DB_STATEMENT_TIMEOUT_MS = env_int("NEONPRO_DB_STATEMENT_TIMEOUT_MS", 15_000)
+NEONPRO_DB_LOCK_TIMEOUT_MS = env_int("NEONPRO_DB_LOCK_TIMEOUT_MS", 5_000)
+NEONPRO_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int("NEONPRO_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000)
+DB_SESSION_LIMITS = {
+    "statement_timeout": NEONPRO_DB_STATEMENT_TIMEOUT_MS,
+    "lock_timeout": NEONPRO_DB_LOCK_TIMEOUT_MS,
+    "idle_in_transaction_session_timeout": NEONPRO_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+}
+if POSTGRESQL and os.environ.get("NEONPRO_DB_POOLER") != "transaction":
+    DATABASES["default"]["OPTIONS"]["options"] = " ".join(f"-c {k}={v}" for k, v in DB_SESSION_LIMITS.items())
 if POSTGRESQL and os.environ.get("NEONPRO_DB_POOLER") == "transaction":
     # Behind a transaction-mode pooler: no server-side cursors (Django already disables named
     # prepared statements). The identity is transaction-local already (set_config(..., true)).
@@ -171,6 +201,21 @@ if POSTGRESQL:
     DATABASES["audit"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
     # Encryption-count reservations commit on their own too (keys/keyring.py).
     DATABASES["keys"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+if NEONPRO_DB_POOL:
+    for _alias, _size in (
+        ("default", NEONPRO_DB_POOL_SIZE),
+        ("audit", NEONPRO_DB_POOL_AUX_SIZE),
+        ("keys", NEONPRO_DB_POOL_AUX_SIZE),
+    ):
+        DATABASES[_alias]["OPTIONS"] = {**DATABASES[_alias]["OPTIONS"], "pool": _pool(_size)}
+        # A pooled connection broken by a database restart is replaced at checkout (psycopg_pool's
+        # check), not handed to a request.
+        DATABASES[_alias]["CONN_HEALTH_CHECKS"] = True
+# Requests one process works on at once (neonpro/security/admission.py): by default the
+# request pool's size, so a burst queues (up to NEONPRO_ADMISSION_WAIT seconds) instead of
+# waiting on connections.
+NEONPRO_MAX_IN_FLIGHT = env_int("NEONPRO_MAX_IN_FLIGHT", NEONPRO_DB_POOL_SIZE if NEONPRO_DB_POOL else 8)
+NEONPRO_ADMISSION_WAIT = float(env_int("NEONPRO_ADMISSION_WAIT", 10))
 DATABASE_ROUTERS = ["neonpro.audit.routers.AuditRouter"]
 NEONPRO_DB_APP_ROLE = os.environ.get("NEONPRO_DB_APP_ROLE", "neonpro_app")
 NEONPRO_DB_OWNER_ROLE = os.environ.get("NEONPRO_DB_OWNER_ROLE", "neonpro_owner")
@@ -313,9 +358,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"redact_phi": {"()": "neonpro.audit.logging.RedactPHIFilter"}},
+    "filters": {
+        "redact_phi": {"()": "neonpro.audit.logging.RedactPHIFilter"},
+        "quiet_unavailable": {"()": "neonpro.security.unavailable.QuietUnavailable"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_phi"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("NEONPRO_LOG_LEVEL", "INFO")},
     # botocore logs request bodies (data keys!) at DEBUG: never below INFO.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "botocore": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "botocore": {"level": "INFO"},
+        "django.request": {"filters": ["quiet_unavailable"]},
+    },
 }
