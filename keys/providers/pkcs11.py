@@ -48,6 +48,7 @@ from pkcs11.types import DecryptMixin, EncryptMixin
 
 from keys.exceptions import MasterKeyError, ProviderError
 from keys.providers.base import KeyProvider, MasterKeyInfo, WrappedKey
+from keys.secret import reveal
 
 if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Pkcs11Lib  # noqa: N812 - the extension names its class `lib`
@@ -137,9 +138,9 @@ def read_pin() -> tuple[str, str]:
         if not pin:
             raise ProviderError(f"PKCS#11 PIN file {path} is empty")
         return pin, f"NEONPRO_PKCS11_PIN_FILE {path}"
-    plain = getattr(settings, "NEONPRO_PKCS11_PIN", None)
+    plain = reveal(getattr(settings, "NEONPRO_PKCS11_PIN", None))
     if plain:
-        return str(plain), "NEONPRO_PKCS11_PIN"
+        return plain, "NEONPRO_PKCS11_PIN"
     raise ProviderError(
         "no PKCS#11 user PIN: point NEONPRO_PKCS11_PIN_FILE at a 0600 file holding it, or set NEONPRO_PKCS11_PIN"
     )
