@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from keys.secret import Secret
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -74,6 +76,8 @@ PRODUCTION = NEONPRO_ENV == "production"
 DEBUG = env_bool("DJANGO_DEBUG", False)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG=True is refused when NEONPRO_ENV=production")
+# Masks ..._PIN settings and keys.secret.Secret values on error pages and in error e-mails.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "keys.debug.NeonProExceptionReporterFilter"
 NEONPRO_DATA_DIR = Path(os.environ.get("NEONPRO_DATA_DIR", BASE_DIR / "var"))
 
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or ""
@@ -242,7 +246,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 NEONPRO_KEY_PROVIDER = os.environ.get("NEONPRO_KEY_PROVIDER", "local")
 # The key itself (base64), for platforms that inject secrets as variables. NEONPRO_MASTER_KEY_FILE is
 # deliberately not read here: the local provider reads it and refuses a file others can read.
-NEONPRO_MASTER_KEY = os.environ.get("NEONPRO_MASTER_KEY") or None
+NEONPRO_MASTER_KEY = Secret(os.environ["NEONPRO_MASTER_KEY"]) if os.environ.get("NEONPRO_MASTER_KEY") else None
 NEONPRO_MASTER_KEY_FILE = os.environ.get("NEONPRO_MASTER_KEY_FILE") or str(NEONPRO_DATA_DIR / "master.key")
 NEONPRO_KEY_CACHE_TTL = env_int("NEONPRO_KEY_CACHE_TTL", 300)
 NEONPRO_KEY_PROVIDER_FALLBACKS = env_list("NEONPRO_KEY_PROVIDER_FALLBACKS", [])
@@ -254,6 +258,7 @@ for _name in (
     "NEONPRO_PKCS11_TOKEN",
     "NEONPRO_PKCS11_PIN_FILE",
     "NEONPRO_PKCS11_KEY_LABEL",
+    "NEONPRO_PKCS11_REFUSAL_DIR",
     "NEONPRO_AWS_KMS_KEY_ID",
     "NEONPRO_AWS_KMS_REGION",
     "NEONPRO_AWS_KMS_ENDPOINT_URL",
@@ -261,7 +266,8 @@ for _name in (
     if os.environ.get(_name):
         globals()[_name] = os.environ[_name]
 if os.environ.get("NEONPRO_PKCS11_PIN"):
-    NEONPRO_PKCS11_PIN = os.environ["NEONPRO_PKCS11_PIN"]  # the provider reads *_PIN_FILE itself (0600 check)
+    # Masked in diffsettings and on error pages (keys.secret); the provider reads *_PIN_FILE itself (0600 check).
+    NEONPRO_PKCS11_PIN = Secret(os.environ["NEONPRO_PKCS11_PIN"])
 NEONPRO_PKCS11_PREVIOUS_LABELS = env_list("NEONPRO_PKCS11_PREVIOUS_LABELS", [])
 NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS = env_list("NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS", [])
 # Maintenance jobs in keys (re-encryption, usage counts) act through the RLS system identity.
