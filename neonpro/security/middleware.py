@@ -14,8 +14,9 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
-from neonpro.audit.services import bind_request, record_event, unbind_request
+from neonpro.audit.services import AuditUnavailableError, bind_request, record_event, unbind_request
 from neonpro.security.context import acting_as, identity_for_user
+from neonpro.security.errors import audit_unavailable
 
 
 class SecurityHeadersMiddleware:
@@ -61,8 +62,15 @@ class RequestContextMiddleware:
                 if response.status_code >= 500:
                     transaction.set_rollback(True)
             if response.status_code >= 500:
-                record_event("request.error", outcome="error", details={"status": response.status_code})
+                try:
+                    record_event("request.error", outcome="error", details={"status": response.status_code})
+                except AuditUnavailableError:
+                    pass  # already alerted; the response (a 503 if this is why) says so
         finally:
             unbind_request(token)
         response["X-Request-ID"] = str(request_id)
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """No audit, no service: an append that failed is a clear 503, not a 500."""
+        return audit_unavailable(request) if isinstance(exception, AuditUnavailableError) else None
