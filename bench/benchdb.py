@@ -69,6 +69,9 @@ def prepare(dbname: str, *, script: str, drop: bool = False) -> None:
     os.environ["NEONPRO_DB_APP_ROLE"] = APP_ROLE
     os.environ["NEONPRO_DB_OWNER_ROLE"] = OWNER_ROLE
     os.environ["DJANGO_DEBUG"] = "False"  # DEBUG keeps every query (and its parameters) in memory
+    # use_app_role() switches connections from the owner to the app role: a pool would keep
+    # the owner's. Servers a benchmark starts (bench/load.py) pool as production does.
+    os.environ["NEONPRO_DB_POOL"] = "False"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neonpro.settings")
     os.environ.pop("REDIS_URL", None)
 

@@ -4,12 +4,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from neonpro.accounts import api as accounts_api
 from neonpro.accounts import views as accounts_views
 from neonpro.security import views as security_views
 from patients import api as patients_api
 from records import api as records_api
 
 api_v1 = [
+    path("me/", accounts_api.MeView.as_view(), name="me"),
     path("patients/", patients_api.PatientListView.as_view(), name="patient-list"),
     path("patients/search/", patients_api.PatientSearchView.as_view(), name="patient-search"),
     path("patients/<uuid:pk>/", patients_api.PatientDetailView.as_view(), name="patient-detail"),

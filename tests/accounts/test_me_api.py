@@ -1,0 +1,25 @@
+"""``GET /api/v1/me/`` names the caller's id and role, and nothing else; anonymous is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("who", ["doctor", "alice_user", "admin"])
+def test_me_is_the_callers_id_and_role(api: Any, world: Any, who: str) -> None:
+    user = getattr(world, who)
+
+    answer = api(user).get("/api/v1/me/")
+
+    assert answer.status_code == 200
+    assert answer.json() == {"id": str(user.pk), "role": user.role}
+
+
+def test_me_needs_a_session(api: Any) -> None:
+    answer = api(None).get("/api/v1/me/")
+
+    assert answer.status_code == 403 and "detail" in answer.json()
