@@ -133,6 +133,23 @@ class ReencryptionJob(models.Model):
         return 100.0 if not self.rows_total else min(100.0, 100.0 * self.rows_done / self.rows_total)
 
 
+class MasterKeyCheck(models.Model):
+    """The check value of a master key, recorded when it first wrapped or unwrapped a stored key.
+
+    A PKCS#11 key is found by its label, and anyone with the SO's rights can put another key
+    under the same label: start-up (``keys.E003``) compares the token's key with the value
+    recorded here and refuses a key that is not the one that wrapped the stored data keys.
+    The value is a one-way function of the key (nothing secret).
+    """
+
+    key_id = models.CharField(max_length=200, unique=True)
+    check_value = models.CharField(max_length=64)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"MasterKeyCheck {self.key_id}"
+
+
 class SubjectKey(models.Model):
     """A data key of one subject (a patient): erase it and exactly that subject's files are gone.
 
