@@ -75,13 +75,17 @@ def _check_identities(providers: list[Any], used: list[str], alias: str) -> list
     from keys.models import DataKey, MasterKeyCheck
     from keys.services import check_master_key_identity, replaced_key_message
 
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for key_id in used:
         provider = next(p for p in providers if p.holds(key_id))
         try:
             if not MasterKeyCheck.objects.using(alias).filter(key_id=key_id).exists():
                 sample = (
-                    DataKey.objects.using(alias).usable().filter(wrapping_key_id=key_id).exclude(wrapped_key=b"").first()
+                    DataKey.objects.using(alias)
+                    .usable()
+                    .filter(wrapping_key_id=key_id)
+                    .exclude(wrapped_key=b"")
+                    .first()
                 )
                 if sample is not None and provider.check_value(key_id) is not None:
                     try:

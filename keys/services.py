@@ -102,8 +102,12 @@ def check_master_key_identity(provider: KeyProvider, key_id: str, *, using: str 
         rows.get_or_create(key_id=key_id, defaults={"check_value": value})
         return
     if not hmac.compare_digest(record.check_value, value):
-        raise MasterKeyError(replaced_key_message(key_id, f"its check value is {value}, not {record.check_value} "
-                                                          f"as recorded on {record.recorded_at:%Y-%m-%d}"))
+        raise MasterKeyError(
+            replaced_key_message(
+                key_id,
+                f"its check value is {value}, not {record.check_value} as recorded on {record.recorded_at:%Y-%m-%d}",
+            )
+        )
 
 
 def replaced_key_message(key_id: str, evidence: str) -> str:

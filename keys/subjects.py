@@ -60,9 +60,9 @@ def _context(subject: uuid.UUID, context: bytes) -> bytes:
     return b"neonpro.subject.v1\x00" + subject.bytes + b"\x00" + context
 
 
-def _emit(action: str, *, outcome: str = "success", patient_id: uuid.UUID | None = None, **details: object) -> None:
+def _emit(action: str, *, patient_id: uuid.UUID | None = None, **details: object) -> None:
     key_event.send(
-        __name__, action=action, outcome=outcome, key_id=None, purpose="file", details=details, patient_id=patient_id
+        __name__, action=action, outcome="success", key_id=None, purpose="file", details=details, patient_id=patient_id
     )
 
 
@@ -307,7 +307,7 @@ def shred_patient(subject: uuid.UUID, *, dry_run: bool = False, now: dt.datetime
             _emit("subject_key.shred", patient_id=subject, subject=subject, epoch=None, had_key=False)
         days = keys_settings.SUBJECT_EPOCH_DAYS + keys_settings.SUBJECT_EPOCH_KEEP_DAYS + 1
         report.final_by = now + dt.timedelta(days=days)
-        counts = {f"erased_{name.rpartition('.')[2].lower()}": n for name, n in erased.items()}
+        counts: dict[str, object] = {f"erased_{name.rpartition('.')[2].lower()}": n for name, n in erased.items()}
         _emit("patient.crypto_shred", patient_id=subject, **counts)
     return report
 
@@ -371,7 +371,8 @@ def rotate_subject_epoch(*, now: dt.datetime | None = None, force: bool = False,
             report.destroyed.append(epoch.pk)
             _emit("subject_epoch.destroy", epoch=str(epoch.pk))
         if report.created or report.retired:
-            _emit("subject_epoch.rotate", epoch=str(current.pk), rewrapped=report.rewrapped, retired=len(report.retired))
+            retired = len(report.retired)
+            _emit("subject_epoch.rotate", epoch=str(current.pk), rewrapped=report.rewrapped, retired=retired)
     return report
 
 

@@ -468,7 +468,8 @@ class _Refusals:
             _REFUSED[self._key] = refused
         if self.marker is not None:
             salt = os.urandom(16).hex()
-            record = {"token": self._token, "salt": salt, "at": dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds")}
+            at = dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds")
+            record = {"token": self._token, "salt": salt, "at": at}
             record |= {"reason": refused, "fingerprint": self._scrypt(record)}
             try:
                 self.marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
