@@ -157,3 +157,15 @@ def test_a_provider_bug_reaches_the_caller_as_a_provider_error() -> None:
 
     with pytest.raises(ProviderError, match=r"the key provider failed \(ZeroDivisionError\)"):
         ProviderCalls().call("k", broken)
+
+
+def test_a_keys_error_from_the_call_reaches_the_caller_unchanged() -> None:
+    from keys.exceptions import KeysError
+    from keys.flight import ProviderCalls
+
+    def unknown() -> bytes:
+        raise KeysError("no such key")
+
+    with pytest.raises(KeysError, match="^no such key$") as info:
+        ProviderCalls().call("k", unknown)
+    assert not isinstance(info.value, ProviderError)
