@@ -166,6 +166,6 @@ def test_a_keys_error_from_the_call_reaches_the_caller_unchanged() -> None:
     def unknown() -> bytes:
         raise KeysError("no such key")
 
-    with pytest.raises(KeysError, match="^no such key$") as info:
+    with pytest.raises(KeysError, match=r"^no such key$") as info:
         ProviderCalls().call("k", unknown)
     assert not isinstance(info.value, ProviderError)
