@@ -129,6 +129,32 @@ class KeysSettings:
         """Seconds a failed provider call is remembered, so callers fail at once (0: never)."""
         return _positive("NEONPRO_KEY_PROVIDER_FAILURE_TTL", 5.0, allow_zero=True)
 
+    @property
+    def SUBJECT_KEY_DIR(self) -> Path:  # noqa: N802
+        """Directory of the subject-epoch key files (shared by every process; see docs/keys.md)."""
+        value = getattr(settings, "NEONPRO_SUBJECT_KEY_DIR", None)
+        if value:
+            return Path(value)
+        return Path(getattr(settings, "NEONPRO_DATA_DIR", "var")) / "subject-keys"
+
+    @property
+    def SUBJECT_EPOCH_DAYS(self) -> float:  # noqa: N802
+        """Days a subject epoch wraps new and rewrapped subject keys before the next one."""
+        return _positive("NEONPRO_SUBJECT_EPOCH_DAYS", 7.0)
+
+    @property
+    def SUBJECT_EPOCH_KEEP_DAYS(self) -> float:  # noqa: N802
+        """Days a retired epoch is kept before its key file is destroyed: how old a database
+        backup may be and still open its subject-key data (0: destroyed at once)."""
+        return _positive("NEONPRO_SUBJECT_EPOCH_KEEP_DAYS", 21.0, allow_zero=True)
+
+    @property
+    def SUBJECT_ERASER(self) -> Callable[..., dict[str, int]] | None:  # noqa: N802
+        """Dotted path of ``erase(subject, *, dry_run) -> counts`` erasing a subject's structured
+        records when it is shredded (the project names patients.erasure.erase_patient_records)."""
+        path = getattr(settings, "NEONPRO_KEYS_SUBJECT_ERASER", "")
+        return import_string(path) if path else None
+
 
 def _positive(name: str, default: float, *, allow_zero: bool = False) -> float:
     value = float(getattr(settings, name, default))

@@ -92,7 +92,7 @@ class ProviderCalls:
             flight.result = fn()
         except KeysError as exc:
             flight.error = exc
-        except Exception as exc:  # noqa: BLE001 - a provider bug must reach the caller, not kill a thread
+        except Exception as exc:  # a provider bug must reach the caller, not kill a thread
             flight.error = ProviderError(f"the key provider failed ({type(exc).__name__})", permanent=False)
         with self._lock:
             self._flights.pop(key, None)

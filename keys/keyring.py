@@ -73,8 +73,10 @@ class Keyring:
 
     def clear(self) -> None:
         from keys.flight import provider_calls
+        from keys.subjects import clear_epoch_cache
 
         provider_calls.clear()
+        clear_epoch_cache()
         with self._lock:
             self._active.clear()
             self._aeads.clear()

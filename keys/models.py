@@ -133,17 +133,67 @@ class ReencryptionJob(models.Model):
         return 100.0 if not self.rows_total else min(100.0, 100.0 * self.rows_done / self.rows_total)
 
 
-class SubjectKey(models.Model):
-    """A data key of one subject (a patient): erase it and exactly that subject's files are gone.
+class MasterKeyCheck(models.Model):
+    """The check value of a master key, recorded when it first wrapped or unwrapped a stored key.
 
-    Random and wrapped by the master key like every data key — not derived — so destroying
-    it is real crypto-shredding that no other key can undo.
+    A PKCS#11 key is found by its label, and anyone with the SO's rights can put another key
+    under the same label: start-up (``keys.E003``) compares the token's key with the value
+    recorded here and refuses a key that is not the one that wrapped the stored data keys.
+    The value is a one-way function of the key (nothing secret).
+    """
+
+    key_id = models.CharField(max_length=200, unique=True)
+    check_value = models.CharField(max_length=64)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"MasterKeyCheck {self.key_id}"
+
+
+class SubjectEpoch(models.Model):
+    """A subject-wrapping key ("shred epoch"): the key that wraps every live subject key.
+
+    Its material is not in the database: it lives in a 0600 file in NEONPRO_SUBJECT_KEY_DIR,
+    wrapped by the master key, and destroying the epoch deletes that file. Epochs are rotated
+    every NEONPRO_SUBJECT_EPOCH_DAYS (live subject keys are rewrapped under the new one) and a
+    retired epoch is destroyed NEONPRO_SUBJECT_EPOCH_KEEP_DAYS later, so a subject key erased
+    from the database, but still present in a dead row version, WAL or a backup, can no longer
+    be unwrapped once the epoch it was wrapped under is destroyed.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    wrapping_key_id = models.CharField(max_length=200, help_text="Master key that wraps the epoch key file.")
+    created_at = models.DateTimeField()
+    retired_at = models.DateTimeField(null=True, blank=True, help_text="No live subject key uses it since then.")
+    destroyed_at = models.DateTimeField(null=True, blank=True, help_text="Its key file was erased.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"SubjectEpoch {self.pk}"
+
+    def wrap_context(self) -> bytes:
+        return f"neonpro.subject-epoch.v1|{self.pk}".encode()
+
+
+class SubjectKey(models.Model):
+    """A data key of one subject (a patient): erase it and that subject's files are gone.
+
+    Random, not derived, so erasing it affects nobody else. What erasing covers, exactly: the
+    database row loses the wrapped key at once, so no process can read the subject's
+    subject-key data any more; copies of the wrapped key left in dead row versions, WAL and
+    backups stay unwrappable until the epoch that wrapped it (``epoch``) is destroyed, at most
+    NEONPRO_SUBJECT_EPOCH_DAYS + NEONPRO_SUBJECT_EPOCH_KEEP_DAYS (+ one day for the daily job)
+    later. Keys with no epoch (made before epochs existed) are wrapped by the master key and
+    stay recoverable from old copies until that master key is destroyed. See docs/keys.md.
     """
 
     subject = models.UUIDField(primary_key=True, default=uuid.uuid4)
     wrapped_key = models.BinaryField()
     wrapping_key_id = models.CharField(max_length=200)
     provider = models.CharField(max_length=64)
+    epoch = models.UUIDField(null=True, blank=True, db_index=True, help_text="The SubjectEpoch that wraps it.")
     created_at = models.DateTimeField(auto_now_add=True)
     shredded_at = models.DateTimeField(null=True, blank=True)
 

@@ -98,7 +98,8 @@ def rotate_master_key(new_provider: KeyProvider) -> int:
     any write, so a wrong or unavailable old master key changes nothing.
     """
     datakeys = list(DataKey.objects.usable().exclude(wrapped_key=b"").order_by("id"))
-    subjects = list(SubjectKey.objects.filter(shredded_at__isnull=True))
+    # Subject keys in an epoch are wrapped by its key file, rewrapped below; only older ones by the master key.
+    subjects = list(SubjectKey.objects.filter(shredded_at__isnull=True, epoch__isnull=True))
     plain: dict[tuple[str, object], bytes] = {("d", k.pk): _unwrap(k) for k in datakeys}
     plain.update({("s", k.pk): _unwrap_subject(k) for k in subjects})
     try:
@@ -115,6 +116,9 @@ def rotate_master_key(new_provider: KeyProvider) -> int:
             _emit("master_key.rotate", None, rewrapped=len(datakeys) + len(subjects))
     finally:
         plain.clear()
+    from keys.subjects import rewrap_epoch_files
+
+    rewrap_epoch_files(new_provider)
     reset_provider()
     keyring.clear()
     return len(datakeys) + len(subjects)

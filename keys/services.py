@@ -6,6 +6,7 @@ Every function documents what it raises; none returns or logs key material.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 import os
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from django.utils import timezone
 
 from keys import crypto
 from keys.conf import keys_settings
-from keys.exceptions import KeysError
+from keys.exceptions import KeysError, MasterKeyError
 from keys.keyring import _unwrap, keyring
 from keys.models import DataKey
 from keys.providers import get_provider, reset_provider
+from keys.providers.base import KeyProvider
 from keys.providers.local import generate_master_key, write_key_file
 from keys.signals import key_event
 
@@ -50,6 +52,7 @@ def create_data_key(purpose: str, *, activate: bool = True) -> DataKey:
             wrapped = provider.wrap_key(bytes(secret), context=datakey.wrap_context())
         finally:
             secret[:] = bytes(32)
+        check_master_key_identity(provider, wrapped.key_id)  # a replaced HSM key wraps nothing new
         datakey.wrapped_key = wrapped.blob
         datakey.wrapping_key_id = wrapped.key_id
         datakey.save(update_fields=["wrapped_key", "wrapping_key_id"])
@@ -81,6 +84,38 @@ def create_master_key_file(path: Path | None = None) -> Path:
     # Not an audit event: a new installation has no database yet when its master key is made.
     logger.warning("new local master key written to %s", target)
     return target
+
+
+def check_master_key_identity(provider: KeyProvider, key_id: str, *, using: str | None = None) -> None:
+    """Compare master key ``key_id`` with the check value recorded at its first use; record it
+    now when there is none. Providers whose key ids identify the key material exactly (local,
+    AWS KMS) have no check value and pass. Raises MasterKeyError for a replaced key.
+    """
+    from keys.models import MasterKeyCheck
+
+    value = provider.check_value(key_id)
+    if value is None:
+        return
+    rows = MasterKeyCheck.objects.using(using) if using else MasterKeyCheck.objects
+    record = rows.filter(key_id=key_id).first()
+    if record is None:
+        rows.get_or_create(key_id=key_id, defaults={"check_value": value})
+        return
+    if not hmac.compare_digest(record.check_value, value):
+        raise MasterKeyError(
+            replaced_key_message(
+                key_id,
+                f"its check value is {value}, not {record.check_value} as recorded on {record.recorded_at:%Y-%m-%d}",
+            )
+        )
+
+
+def replaced_key_message(key_id: str, evidence: str) -> str:
+    return (
+        f"master key {key_id} is not the key that wrapped the stored data keys ({evidence}): it was replaced, for "
+        "instance deleted and another created under the same label. Restore the original key from the HSM's "
+        "backup; a key created anew can never unwrap them. Never create a key under a label already used."
+    )
 
 
 def require_configured_master_key(key_id: str) -> None:

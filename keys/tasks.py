@@ -25,3 +25,11 @@ def reencrypt_task(purpose: str, batch: int = 500) -> int:
     from keys.reencrypt import reencrypt
 
     return sum(job.rows_changed for job in reencrypt(purpose, batch=batch))
+
+
+@shared_task(name="keys.rotate_subject_epoch")  # type: ignore[untyped-decorator]
+def rotate_subject_epoch_task() -> int:
+    """Daily (django-celery-beat): new subject epoch when due, retired epochs destroyed."""
+    from keys.subjects import rotate_subject_epoch
+
+    return len(rotate_subject_epoch().destroyed)

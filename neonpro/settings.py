@@ -274,6 +274,12 @@ NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS = env_list("NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS", 
 NEONPRO_KEYS_SYSTEM_CONTEXT = "neonpro.security.context.system_context"
 # ... and record who ran a `keys` command (--operator/--reason/--ticket) in the audit log.
 NEONPRO_KEYS_OPERATOR_CONTEXT = "neonpro.audit.operator.operator_from_options"
+# Crypto-shredding a patient erases their structured records too (keys shred-patient).
+NEONPRO_KEYS_SUBJECT_ERASER = "patients.erasure.erase_patient_records"
+# Subject-epoch key files (every process must see the same directory): docs/keys.md.
+NEONPRO_SUBJECT_KEY_DIR = os.environ.get("NEONPRO_SUBJECT_KEY_DIR") or str(NEONPRO_DATA_DIR / "subject-keys")
+NEONPRO_SUBJECT_EPOCH_DAYS = env_int("NEONPRO_SUBJECT_EPOCH_DAYS", 7)
+NEONPRO_SUBJECT_EPOCH_KEEP_DAYS = env_int("NEONPRO_SUBJECT_EPOCH_KEEP_DAYS", 21)
 
 # -- Access --------------------------------------------------------------------------------
 NEONPRO_BREAK_GLASS_MINUTES = env_int("NEONPRO_BREAK_GLASS_MINUTES", 60)

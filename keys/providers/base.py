@@ -78,5 +78,11 @@ class KeyProvider(abc.ABC):
         """Whether this provider can unwrap with master key ``key_id`` (no network call)."""
         return key_id == self.current_key_id
 
+    def check_value(self, key_id: str) -> str | None:
+        """A one-way value identifying the exact key material of master key ``key_id``, for
+        providers whose key ids do not (a PKCS#11 label can be reused); None when the id itself
+        identifies the key (a local key's fingerprint, a KMS key ARN)."""
+        return None
+
     def health(self) -> None:  # noqa: B027 - optional hook, default is healthy
         """Raise ProviderError when the provider cannot serve requests."""

@@ -76,6 +76,7 @@ _WRAP_VERSION = b"\x01"
 _NONCE = 12
 _TAG = 16
 _MAX_LABEL = 64
+_KCV_CONTEXT = b"neonpro.pkcs11.key-check-value.v1"
 _KEK_TEMPLATE = {
     Attribute.TOKEN: True,
     Attribute.PRIVATE: True,
@@ -83,9 +84,11 @@ _KEK_TEMPLATE = {
     Attribute.EXTRACTABLE: False,
     Attribute.MODIFIABLE: False,
 }
-_CREATE_HINT = (
-    "create it with Pkcs11KeyProvider.create_key(label=...) or the HSM's own tooling (AES-256, "
-    "CKA_SENSITIVE=true, CKA_EXTRACTABLE=false)"
+_MISSING_HINT = (
+    "if it was deleted or lost, restore that key from the HSM's backup: a new key, even under the same label, "
+    "cannot unwrap the stored data keys and is refused at start-up (keys.E003). A new installation or a "
+    "master-key rotation creates a key under a NEW label (Pkcs11KeyProvider.create_key or the HSM's tooling: "
+    "AES-256, CKA_SENSITIVE=true, CKA_EXTRACTABLE=false) and follows docs/keys.md"
 )
 
 # Every session of a process shares one login state: two overlapping sessions would log each
@@ -312,6 +315,20 @@ class Pkcs11KeyProvider(KeyProvider):
                 raise ProviderError(f"token {self._token_label!r} holds several keys labelled {label!r}") from None
         return dt.datetime.now(tz=dt.UTC)
 
+    def check_value(self, key_id: str) -> str:
+        """The key check value of held master key ``key_id``: a hash of its AES-GCM encryption of
+        16 zero bytes under a fixed IV reserved for this (never a wrap's random IV: a collision is
+        a 2^-96 chance) — the same for the same key material, different for any other key."""
+        label = self._held.get(key_id)
+        if label is None:
+            raise MasterKeyError(f"master key {key_id} is not held by this provider")
+        with self._session(f"computing the check value of master key {key_id}") as session:
+            sealed = self._find_kek(session, label).encrypt(
+                bytes(16), mechanism=Mechanism.AES_GCM, mechanism_param=_gcm(bytes(_NONCE), _KCV_CONTEXT)
+            )
+        assert isinstance(sealed, bytes)
+        return "kcv1:" + hashlib.sha256(sealed).hexdigest()[:32]
+
     def health(self) -> None:
         """Log in to the token and find a usable current master key."""
         with self._session("checking health") as session:
@@ -394,7 +411,7 @@ class Pkcs11KeyProvider(KeyProvider):
         try:
             key = session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=label)
         except p11.NoSuchKey:
-            raise MasterKeyError(f"no {where}: {_CREATE_HINT}, or fix NEONPRO_PKCS11_KEY_LABEL") from None
+            raise MasterKeyError(f"no {where}; check NEONPRO_PKCS11_KEY_LABEL, and {_MISSING_HINT}") from None
         except p11.MultipleObjectsReturned:
             raise MasterKeyError(f"{where} is ambiguous: several AES keys carry that label") from None
         if key[Attribute.EXTRACTABLE] or not key[Attribute.SENSITIVE] or key[Attribute.VALUE_LEN] != KEY_BYTES:
@@ -451,7 +468,8 @@ class _Refusals:
             _REFUSED[self._key] = refused
         if self.marker is not None:
             salt = os.urandom(16).hex()
-            record = {"token": self._token, "salt": salt, "at": dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds")}
+            at = dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds")
+            record = {"token": self._token, "salt": salt, "at": at}
             record |= {"reason": refused, "fingerprint": self._scrypt(record)}
             try:
                 self.marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

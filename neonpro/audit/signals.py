@@ -54,4 +54,7 @@ def _key_operation(
 
     actor = None if current_request().actor_id else SYSTEM_ACTOR
     extra = {"key_id": key_id, "purpose": purpose or None, **details}
-    record_event(action, outcome=outcome, resource_type="keys.datakey", actor=actor, details=extra)
+    patient_id = kwargs.get("patient_id")  # a crypto-shredded patient is named on the event
+    record_event(
+        action, outcome=outcome, resource_type="keys.datakey", actor=actor, details=extra, patient_id=patient_id
+    )

@@ -39,7 +39,7 @@ def slow_keys(settings: Any) -> Iterator[list[int]]:
     try:
         yield ids
     finally:
-        in_thread(lambda: DataKey.objects.filter(pk__in=ids).update(status="destroyed", wrapped_key=b""))
+        in_thread(lambda: DataKey.objects.filter(pk__in=ids).delete())  # whole-table tests must not see them
         SlowProvider.reset()
         keyring.clear()
 
@@ -157,3 +157,15 @@ def test_a_provider_bug_reaches_the_caller_as_a_provider_error() -> None:
 
     with pytest.raises(ProviderError, match=r"the key provider failed \(ZeroDivisionError\)"):
         ProviderCalls().call("k", broken)
+
+
+def test_a_keys_error_from_the_call_reaches_the_caller_unchanged() -> None:
+    from keys.exceptions import KeysError
+    from keys.flight import ProviderCalls
+
+    def unknown() -> bytes:
+        raise KeysError("no such key")
+
+    with pytest.raises(KeysError, match=r"^no such key$") as info:
+        ProviderCalls().call("k", unknown)
+    assert not isinstance(info.value, ProviderError)

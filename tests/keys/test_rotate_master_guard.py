@@ -22,7 +22,7 @@ def test_a_missing_new_key_file_is_refused_and_not_created(patient_factory: Any,
     patient_factory()
     before = _wrapping()
     target = tmp_path / "master-2.key"
-    with pytest.raises(CommandError, match="does not exist. Create it first") as info:
+    with pytest.raises(CommandError, match=r"does not exist\. Create it first") as info:
         call_command("keys", "rotate-master", "--new-key-file", str(target), stdout=StringIO())
     assert "keys create-master --path" in str(info.value)
     assert not target.exists() and _wrapping() == before

@@ -43,4 +43,8 @@ def test_subject_keys_are_stored_wrapped_only() -> None:
     subject = uuid.uuid4()
     encrypt_for_subject(subject, b"x", context=b"c")
     row = SubjectKey.objects.get(pk=subject)
-    assert len(bytes(row.wrapped_key)) > 32 and row.wrapping_key_id.startswith("local-")
+    # Wrapped by its epoch's key, whose file is in turn wrapped by the master key.
+    from keys.models import SubjectEpoch
+
+    assert len(bytes(row.wrapped_key)) > 32 and row.wrapping_key_id == f"subject-epoch:{row.epoch}"
+    assert SubjectEpoch.objects.get(pk=row.epoch).wrapping_key_id.startswith("local-")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,15 @@ class Command(BaseCommand):
         destroy.add_argument(
             "--crypto-shred", action="store_true", help="Destroy anyway: those values become unreadable."
         )
+        shred = sub.add_parser(
+            "shred-patient", help="Crypto-shred a patient: erase their records and their key (irreversible)."
+        )
+        shred.add_argument("patient_id", type=uuid.UUID)
+        shred.add_argument("--dry-run", action="store_true", help="Count what would be erased; change nothing.")
+        shred.add_argument("--yes", action="store_true", help="Do not ask (needs --confirm with the same id).")
+        shred.add_argument("--confirm", type=uuid.UUID, default=None, help="The patient id again.")
+        epochs = sub.add_parser("rotate-subject-epoch", help="New subject epoch when due; destroy retired epochs.")
+        epochs.add_argument("--force", action="store_true", help="Start a new epoch now, due or not.")
         djc = sub.add_parser("import-djcrypto", help="Re-encrypt django-cryptography values in place (resumable).")
         djc.add_argument("--model", required=True, help="app_label.Model")
         djc.add_argument("--field", dest="fields", action="append", required=True, help="a field (repeat for more)")
@@ -190,6 +200,30 @@ class Command(BaseCommand):
         lost = sum(usage.values())
         suffix = f"; {lost} values it protected are now unreadable (crypto-shredded)" if lost else ""
         self.stdout.write(f"data key {key_id} destroyed{suffix}.")
+
+    def handle_shred_patient(
+        self, *, patient_id: uuid.UUID, dry_run: bool, yes: bool, confirm: uuid.UUID | None, **options: Any
+    ) -> None:
+        from keys.subjects import shred_patient
+
+        if not dry_run:
+            if yes:
+                if confirm != patient_id:
+                    raise CommandError("--yes needs --confirm with the same patient id; nothing was erased")
+            else:
+                if not sys.stdin.isatty():
+                    raise CommandError("not a terminal: pass --yes --confirm PATIENT_ID; nothing was erased")
+                preview = shred_patient(patient_id, dry_run=True)
+                self.stdout.write(preview.summary())
+                answer = input("This cannot be undone. Type the patient id to shred: ").strip()
+                if answer != str(patient_id):
+                    raise CommandError("the id typed does not match; nothing was erased")
+        self.stdout.write(shred_patient(patient_id, dry_run=dry_run).summary())
+
+    def handle_rotate_subject_epoch(self, *, force: bool, **options: Any) -> None:
+        from keys.subjects import rotate_subject_epoch
+
+        self.stdout.write(rotate_subject_epoch(force=force).summary())
 
     def handle_import_djcrypto(
         self,
