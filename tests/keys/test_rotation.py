@@ -47,6 +47,15 @@ def _active(purpose: str) -> DataKey:
     return DataKey.objects.get(purpose=purpose, status="active")
 
 
+def _settled(key: DataKey) -> dt.datetime:
+    """A moment past the key's quiet period (the key cache TTL plus the longest transaction)."""
+    from keys.rotation import settled_at
+
+    allowed = settled_at(key)
+    assert allowed is not None
+    return allowed
+
+
 @pytest.fixture
 def fresh_keys() -> None:
     """New active keys for this test. Other tests commit rows (from threads and processes)
@@ -146,14 +155,15 @@ def test_retire_and_destroy_count_instead_of_assuming(patient_factory, fresh_key
     patient = patient_factory(full_name="Shred Me")
     old = _active("field")
     with pytest.raises(KeysError, match="is active; rotate it first"):
-        destroy_data_key(old)
+        destroy_data_key(old, confirm=old.pk)
     rotate_data_key("field")
     old.refresh_from_db()
+    later = _settled(old)
     with pytest.raises(KeysError, match=r"still protects 7 values .*reencrypt"):
-        retire_data_key(old)
+        retire_data_key(old, now=later)
     with pytest.raises(KeysError, match="--crypto-shred"):
-        destroy_data_key(old)
-    usage = destroy_data_key(old, crypto_shred=True)
+        destroy_data_key(old, confirm=old.pk, now=later)
+    usage = destroy_data_key(old, confirm=old.pk, crypto_shred=True, now=later)
     assert sum(usage.values()) == 7
     old.refresh_from_db()
     assert old.status == "destroyed" and bytes(old.wrapped_key) == b""
@@ -168,7 +178,7 @@ def test_retire_after_reencryption(patient_factory, fresh_keys) -> None:  # type
     rotate_data_key("field")
     reencrypt("field")
     old.refresh_from_db()
-    retire_data_key(old)
+    retire_data_key(old, now=_settled(old))
     assert old.status == "retired" and old.retired_at
 
 
@@ -229,7 +239,9 @@ def test_switching_provider_local_to_pkcs11_is_a_master_key_rotation(
     settings.NEONPRO_MASTER_KEY = local_b64
 
 
-def test_commands_rotate_usage_retire_destroy(patient_factory, fresh_keys) -> None:  # type: ignore[no-untyped-def]
+def test_commands_rotate_usage_retire_destroy(patient_factory, fresh_keys, settings) -> None:  # type: ignore[no-untyped-def]
+    # No wait after the rotation (tests/keys/test_lifecycle.py tests the quiet period).
+    settings.NEONPRO_KEY_CACHE_TTL, settings.NEONPRO_KEY_MAX_TRANSACTION_SECONDS = 0, 0
     patient_factory()
     old = _active("field")
     out = StringIO()
@@ -243,7 +255,7 @@ def test_commands_rotate_usage_retire_destroy(patient_factory, fresh_keys) -> No
     call_command("keys", "reencrypt", stdout=StringIO(), stderr=StringIO())
     call_command("keys", "retire", str(old.pk), stdout=StringIO())
     out = StringIO()
-    call_command("keys", "destroy", str(old.pk), stdout=out)
+    call_command("keys", "destroy", str(old.pk), "--yes", "--confirm", str(old.pk), stdout=out)
     assert "destroyed" in out.getvalue()
     out = StringIO()
     call_command("keys", "status", stdout=out)
