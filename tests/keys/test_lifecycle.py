@@ -23,19 +23,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from keys import keyring as keyring_module
+from keys import rotation
 from keys.exceptions import AuthenticationError, KeysError
-from keys.keyring import KeyNotActiveError, keyring, reserve_encryptions
+from keys.keyring import keyring, reserve_encryptions
 from keys.models import DataKey, ReencryptionJob
 from keys.reencrypt import reencrypt
-from keys.rotation import (
-    ROTATE_LOCK,
-    count_key_usage,
-    destroy_data_key,
-    plan_destroy,
-    retire_data_key,
-    rotate_data_key,
-    settled_at,
-)
+from keys.rotation import count_key_usage, destroy_data_key, retire_data_key, rotate_data_key
 from neonpro.audit.models import AuditEvent
 from patients.models import Patient
 from tests.conftest import APP_ROLE, TEST_MASTER_KEY, in_thread
@@ -123,7 +117,7 @@ def _active_id(purpose: str = "field") -> int:
 
 
 def _after_quiet_period(key_id: int) -> dt.datetime:
-    allowed = settled_at(DataKey.objects.get(pk=key_id))
+    allowed = rotation.settled_at(DataKey.objects.get(pk=key_id))
     assert allowed is not None
     return allowed + dt.timedelta(seconds=1)
 
@@ -135,7 +129,7 @@ def test_reserving_encryptions_is_refused_for_a_key_that_is_not_active(system: A
     old = rotate_data_key("field")
     assert reserve_encryptions(old.pk, "field") > 0
     rotate_data_key("field")
-    with pytest.raises(KeyNotActiveError, match=f"data key {old.pk} is not the active field key"):
+    with pytest.raises(keyring_module.KeyNotActiveError, match=f"data key {old.pk} is not the active field key"):
         reserve_encryptions(old.pk, "field")
 
 
@@ -183,7 +177,7 @@ def test_retire_and_destroy_wait_for_the_key_cache_and_the_longest_transaction(s
     old = rotate_data_key("field")
     rotate_data_key("field", now=dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC))
     old.refresh_from_db()
-    assert settled_at(old) == dt.datetime(2026, 12, 1, 12, 7, tzinfo=dt.UTC)
+    assert rotation.settled_at(old) == dt.datetime(2026, 12, 1, 12, 7, tzinfo=dt.UTC)
     early = dt.datetime(2026, 12, 1, 12, 6, 30, tzinfo=dt.UTC)
     with pytest.raises(KeysError, match=r"retiring it is allowed from 2026-12-01 12:07:00 UTC \(in 31 s\)"):
         retire_data_key(old, now=early)
@@ -193,14 +187,14 @@ def test_retire_and_destroy_wait_for_the_key_cache_and_the_longest_transaction(s
     assert old.status == "retired"
     settings.NEONPRO_KEY_MAX_TRANSACTION_SECONDS = -1
     with pytest.raises(KeysError, match="cannot be negative"):
-        settled_at(old)
+        rotation.settled_at(old)
 
 
 def test_a_key_that_never_encrypted_has_no_quiet_period(system: Any) -> None:
     from keys.services import create_data_key
 
     spare = create_data_key("field", activate=False)
-    assert settled_at(spare) is None
+    assert rotation.settled_at(spare) is None
     DataKey.objects.filter(pk=spare.pk).update(activated_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     spare.refresh_from_db()
     with pytest.raises(KeysError, match="no record of when it left service"):
@@ -357,15 +351,16 @@ def _rotate_four(env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
     return results
 
 
+ROTATE_LOCK, FIELD_INDEX = 0x4E50_4B52, 0  # keys.rotation's advisory lock of field-key rotations
+
+
 def test_concurrent_rotations_are_serialised_and_the_losers_told(tmp_path: Path) -> None:
     env = _env(tmp_path)
     before = _active_id()
     count_before = _system(lambda: DataKey.objects.filter(purpose="field").count())
     with psycopg.connect(_dsn(), autocommit=True) as holder:
         # Another rotation in progress (an HSM wrap can take seconds): it holds the lock.
-        holder.execute(
-            "SELECT pg_advisory_lock(%s::integer, %s::integer)", [ROTATE_LOCK, DataKey.Purpose.values.index("field")]
-        )
+        holder.execute("SELECT pg_advisory_lock(%s::integer, %s::integer)", [ROTATE_LOCK, FIELD_INDEX])
         held = _rotate_four(env)
         holder.execute("SELECT pg_advisory_unlock_all()")
     for result in held:
@@ -386,6 +381,7 @@ def test_concurrent_rotations_are_serialised_and_the_losers_told(tmp_path: Path)
     assert _system(lambda: DataKey.objects.filter(purpose="field", status="active").count()) == 1
     denied = _system(lambda: AuditEvent.objects.filter(action="key.rotate", outcome="denied").count())
     assert denied >= 4
+    assert (rotation.ROTATE_LOCK, DataKey.Purpose.values.index("field")) == (ROTATE_LOCK, FIELD_INDEX)
 
 
 def test_rotation_still_works_in_the_embedded_sqlite_mode(tmp_path: Path) -> None:
@@ -515,4 +511,4 @@ def test_usage_cannot_count_some_purposes_and_retire_destroy_refuse_them(
     assert old.status == "decrypt_only"
     assert "its values cannot be counted (--uncounted)" in _run("retire", key, "--uncounted")
     assert "destroyed" in _run("destroy", key, "--uncounted", "--yes", "--confirm", key)
-    assert plan_destroy(DataKey.objects.get(pk=old.pk)).refusal == f"data key {key} is already destroyed"
+    assert rotation.plan_destroy(DataKey.objects.get(pk=old.pk)).refusal == f"data key {key} is already destroyed"
