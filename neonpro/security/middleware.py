@@ -7,15 +7,18 @@ the transaction back on a server error, and tags the response with ``X-Request-I
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse
 
 from neonpro.audit.services import bind_request, record_event, unbind_request
 from neonpro.security.context import acting_as, identity_for_user
+
+logger = logging.getLogger(__name__)
 
 
 class SecurityHeadersMiddleware:
@@ -61,7 +64,10 @@ class RequestContextMiddleware:
                 if response.status_code >= 500:
                     transaction.set_rollback(True)
             if response.status_code >= 500:
-                record_event("request.error", outcome="error", details={"status": response.status_code})
+                try:
+                    record_event("request.error", outcome="error", details={"status": response.status_code})
+                except DatabaseError:  # the error is the database being gone: the 503 stands
+                    logger.error("request.error not audited: the audit database is unavailable")
         finally:
             unbind_request(token)
         response["X-Request-ID"] = str(request_id)
