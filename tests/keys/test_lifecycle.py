@@ -355,8 +355,10 @@ ROTATE_LOCK, FIELD_INDEX = 0x4E50_4B52, 0  # keys.rotation's advisory lock of fi
 
 
 def test_concurrent_rotations_are_serialised_and_the_losers_told(tmp_path: Path) -> None:
+    from keys.keyring import ensure_active_datakey
+
     env = _env(tmp_path)
-    before = _active_id()
+    before = _system(lambda: ensure_active_datakey("field").pk)
     count_before = _system(lambda: DataKey.objects.filter(purpose="field").count())
     with psycopg.connect(_dsn(), autocommit=True) as holder:
         # Another rotation in progress (an HSM wrap can take seconds): it holds the lock.
