@@ -283,6 +283,8 @@ NEONPRO_BREAK_GLASS_MINUTES = env_int("NEONPRO_BREAK_GLASS_MINUTES", 60)
 NEONPRO_BREAK_GLASS_PER_HOUR = env_int("NEONPRO_BREAK_GLASS_PER_HOUR", 3)
 NEONPRO_BREAK_GLASS_PER_DAY = env_int("NEONPRO_BREAK_GLASS_PER_DAY", 6)
 NEONPRO_BREAK_GLASS_ALERT_AFTER = env_int("NEONPRO_BREAK_GLASS_ALERT_AFTER", 3)
+# Seconds an audit append waits for the chain lock before the request is refused with a 503.
+NEONPRO_AUDIT_LOCK_TIMEOUT = env_int("NEONPRO_AUDIT_LOCK_TIMEOUT", 10)
 
 # -- Certificates / TLS --------------------------------------------------------------------
 NEONPRO_TLS_DIR = Path(os.environ.get("NEONPRO_TLS_DIR", NEONPRO_DATA_DIR / "tls"))
@@ -291,7 +293,7 @@ NEONPRO_TLS_KEY = os.environ.get("NEONPRO_TLS_KEY", "")
 
 # -- Security headers and cookies ----------------------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = 63072000
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True

@@ -22,7 +22,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from keys.exceptions import ProviderError
-from neonpro.audit.services import record_event
+from neonpro.audit.services import AuditUnavailableError, record_event
 from neonpro.security.context import Identity, current_identity
 from neonpro.security.unavailable import RETRY_AFTER_SECONDS, infrastructure_reason
 
@@ -37,6 +37,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DjangoValidationError):
         body = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, AuditUnavailableError):
+        response = Response({"detail": "The audit log is unavailable, so this request was refused; try again shortly."})
+        response.status_code, response["Retry-After"] = 503, "30"
+        return response
     if isinstance(exc, ProviderError):
         logger.error("key provider unavailable: %s", type(exc).__name__)
         return Response({"detail": "Encryption service unavailable; try again shortly."}, status=503)

@@ -58,6 +58,15 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return defaults.server_error(request)
 
 
+def audit_unavailable(request: HttpRequest) -> HttpResponse:
+    """503 when no audit event can be written: the request was refused, nothing was read or
+    changed; retrying later is the right thing to do."""
+    detail = "The audit log is unavailable, so this request was refused; try again shortly."
+    response: HttpResponse = _json(detail, 503) if is_api(request) else HttpResponse(detail, status=503)
+    response["Retry-After"] = "30"
+    return response
+
+
 def csrf_failure(request: HttpRequest, reason: str = "", **kwargs: Any) -> HttpResponse:
     if is_api(request):
         return _json("CSRF check failed: send the X-CSRFToken header and an HTTPS Referer of this site.", 403)
