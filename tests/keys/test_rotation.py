@@ -9,6 +9,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -239,9 +240,7 @@ def test_switching_provider_local_to_pkcs11_is_a_master_key_rotation(
     settings.NEONPRO_MASTER_KEY = local_b64
 
 
-def test_commands_rotate_usage_retire_destroy(patient_factory, fresh_keys, settings) -> None:  # type: ignore[no-untyped-def]
-    # No wait after the rotation (tests/keys/test_lifecycle.py tests the quiet period).
-    settings.NEONPRO_KEY_CACHE_TTL, settings.NEONPRO_KEY_MAX_TRANSACTION_SECONDS = 0, 0
+def test_commands_rotate_usage_retire_destroy(patient_factory, fresh_keys) -> None:  # type: ignore[no-untyped-def]
     patient_factory()
     old = _active("field")
     out = StringIO()
@@ -250,12 +249,15 @@ def test_commands_rotate_usage_retire_destroy(patient_factory, fresh_keys, setti
     out = StringIO()
     call_command("keys", "usage", str(old.pk), stdout=out)
     assert "patients.Patient.full_name" in out.getvalue() and "7 values in total" in out.getvalue()
-    with pytest.raises(CommandError, match="still protects"):
-        call_command("keys", "retire", str(old.pk))
-    call_command("keys", "reencrypt", stdout=StringIO(), stderr=StringIO())
-    call_command("keys", "retire", str(old.pk), stdout=StringIO())
-    out = StringIO()
-    call_command("keys", "destroy", str(old.pk), "--yes", "--confirm", str(old.pk), stdout=out)
+    old.refresh_from_db()
+    # The clock past the quiet period (tests/keys/test_lifecycle.py tests the wait itself).
+    with time_machine.travel(_settled(old) + dt.timedelta(seconds=1), tick=True):
+        with pytest.raises(CommandError, match="still protects"):
+            call_command("keys", "retire", str(old.pk))
+        call_command("keys", "reencrypt", stdout=StringIO(), stderr=StringIO())
+        call_command("keys", "retire", str(old.pk), stdout=StringIO())
+        out = StringIO()
+        call_command("keys", "destroy", str(old.pk), "--yes", "--confirm", str(old.pk), stdout=out)
     assert "destroyed" in out.getvalue()
     out = StringIO()
     call_command("keys", "status", stdout=out)
