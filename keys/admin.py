@@ -73,8 +73,10 @@ class DataKeyAdmin(_ReadOnly, _DataKeyAdminBase):
 
     @admin.display(description="Values still using it")
     def values_using_it(self, obj: DataKey) -> str:
-        from keys.rotation import count_key_usage
+        from keys.rotation import count_key_usage, usage_countable
 
+        if not usage_countable(obj.purpose):
+            return "cannot be counted (not stored in encrypted columns)"
         usage = count_key_usage(obj)
         return ", ".join(f"{name}: {count}" for name, count in sorted(usage.items())) or "none"
 

@@ -89,6 +89,23 @@ class KeysSettings:
         return block
 
     @property
+    def MAX_TRANSACTION_SECONDS(self) -> float:  # noqa: N802
+        """The longest a transaction that encrypts may stay open, in seconds (default 600).
+
+        A value sealed under a key just before a rotation reaches the database only when its
+        transaction commits, so ``keys retire`` and ``keys destroy`` wait for the key-cache
+        TTL plus this long after the key left service. Enforce the bound in PostgreSQL for
+        the application role (``transaction_timeout`` on PostgreSQL 17+, otherwise
+        ``statement_timeout`` and ``idle_in_transaction_session_timeout``), see docs/keys.md.
+        """
+        seconds = float(getattr(settings, "NEONPRO_KEY_MAX_TRANSACTION_SECONDS", 600))
+        if seconds < 0:
+            from keys.exceptions import KeysError
+
+            raise KeysError(f"NEONPRO_KEY_MAX_TRANSACTION_SECONDS cannot be negative, not {seconds:g}")
+        return seconds
+
+    @property
     def COUNTER_DB_ALIAS(self) -> str:  # noqa: N802
         """Connection that commits encryption-count reservations on its own."""
         return "keys" if "keys" in settings.DATABASES else "default"

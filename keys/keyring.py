@@ -4,7 +4,10 @@ Guarantees: the hot path (encrypting or decrypting a field) does one dict lookup
 monotonic-clock read, never an unwrap or a query; keys are re-read from the database after
 the TTL, so a rotation or a destroyed key is seen by every process within the TTL; the
 first use of a purpose creates its data key. Plaintext keys live only in this process's
-memory.
+memory. Encryptions are reserved only under the key that is active at that moment: a process
+holding a rotated key writes under it at most until its cache entry expires (one TTL) and
+never reserves more under it, which is what bounds the wait before `retire`/`destroy`
+(keys/rotation.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from keys import envelope
 from keys.conf import keys_settings
-from keys.exceptions import DecryptionError, KeysError, ProviderError, UnknownKeyError
+from keys.exceptions import DecryptionError, EncryptionError, KeysError, ProviderError, UnknownKeyError
 
 if TYPE_CHECKING:
     from keys.models import DataKey
@@ -102,6 +105,7 @@ class Keyring:
 
     @sensitive_variables("secret")
     def _load_active(self, purpose: str) -> ActiveKey:
+        refused = 0
         while True:
             entry = self._active.get(purpose)
             fresh = entry is not None and entry.expires > _monotonic()
@@ -112,18 +116,29 @@ class Keyring:
                 secret = _unwrap(datakey)
             with self._lock:
                 entry = self._active.get(purpose)
-                if entry is not None and entry.expires > _monotonic() and (fresh or entry.key_id == datakey.pk):
-                    if entry.budget <= 0:
-                        entry.budget = reserve_encryptions(entry.key_id, purpose)
-                    return entry
-                if fresh:
-                    continue  # it expired meanwhile: load it (outside the lock)
+                try:
+                    if entry is not None and entry.expires > _monotonic() and (fresh or entry.key_id == datakey.pk):
+                        if entry.budget <= 0:
+                            entry.budget = reserve_encryptions(entry.key_id, purpose)
+                        return entry
+                    if fresh:
+                        continue  # it expired meanwhile: load it (outside the lock)
+                    # The TTL ran out but the key is the same: keep the budget already reserved.
+                    left = entry.budget if entry is not None and entry.key_id == datakey.pk else 0
+                    budget = left if left > 0 else reserve_encryptions(datakey.pk, purpose)
+                except KeyNotActiveError:
+                    # Rotated away since it was cached or read: never reserve (and so never
+                    # write) under a key that is no longer active; reload the active one.
+                    self._active.pop(purpose, None)
+                    refused += 1
+                    if refused >= 3:  # three rotations in that window are an attack, not operations
+                        raise EncryptionError(
+                            f"the active {purpose} key kept changing while reserving encryptions; try again"
+                        ) from None
+                    continue
                 expires = _monotonic() + keys_settings.CACHE_TTL
                 aead = AESGCM(secret)
                 header = envelope.header_for(datakey.pk)
-                # The TTL ran out but the key is the same: keep the budget already reserved.
-                left = entry.budget if entry is not None and entry.key_id == datakey.pk else 0
-                budget = left if left > 0 else reserve_encryptions(datakey.pk, purpose)
                 entry = ActiveKey(datakey.pk, header, aead, expires, budget)
                 self._active[purpose] = entry
                 self._remember(header, aead, expires)
@@ -245,15 +260,21 @@ def _field_mac(secret: bytes, label: bytes) -> hmac.HMAC:
     return hmac.HMAC(derive.finalize(), hashes.SHA256())
 
 
+class KeyNotActiveError(EncryptionError):
+    """The key is no longer the active key of its purpose: reload the active key."""
+
+
 def reserve_encryptions(key_id: int, purpose: str) -> int:
     """Reserve a block of encryptions under ``key_id``; return how many were reserved.
 
-    The reservation commits on its own connection (alias ``keys`` when configured), so it
-    counts even if the caller's transaction rolls back. Raises EncryptionError once the key
-    has reached the hard limit (NIST SP 800-38D: 2^32 random-nonce encryptions per key).
+    Only the *active* key of a purpose can reserve: the UPDATE matches the row only while
+    its status is ``active``, so once a rotation has committed no process can reserve (and
+    so encrypt beyond the block it already holds) under the old key; KeyNotActiveError
+    tells the keyring to reload. The reservation commits on its own connection (alias
+    ``keys`` when configured), so it counts even if the caller's transaction rolls back.
+    Raises EncryptionError once the key has reached the hard limit (NIST SP 800-38D: 2^32
+    random-nonce encryptions per key).
     """
-    from keys.exceptions import EncryptionError
-
     if purpose in ("index", "audit", "identity"):  # HMAC keys have no nonce to wear out
         return 1 << 62
     block = keys_settings.COUNT_BLOCK
@@ -263,15 +284,15 @@ def reserve_encryptions(key_id: int, purpose: str) -> int:
     for alias in dict.fromkeys([keys_settings.COUNTER_DB_ALIAS, DEFAULT_DB_ALIAS]):
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
             cursor.execute(
-                "UPDATE keys_datakey SET encryption_count = encryption_count + %s WHERE id = %s "
-                "RETURNING encryption_count",
+                "UPDATE keys_datakey SET encryption_count = encryption_count + %s "
+                "WHERE id = %s AND status = 'active' RETURNING encryption_count",
                 [block, key_id],
             )
             row = cursor.fetchone()
         if row is not None:
             break
     if row is None:
-        raise EncryptionError(f"data key {key_id} disappeared while reserving encryptions")
+        raise KeyNotActiveError(f"data key {key_id} is not the active {purpose} key (rotated, or gone)")
     if row[0] > HARD_LIMIT:
         raise EncryptionError(
             f"data key {key_id} reached the {HARD_LIMIT} encryption limit; rotate it (`manage.py keys rotate`)"

@@ -322,12 +322,12 @@ def _looks_envelope(target: EncryptedMixin, token: bytes) -> bool:
     return len(token) >= offset + envelope.OVERHEAD and token[offset] == envelope.VERSION
 
 
-def _already_envelope(target: EncryptedMixin, token: bytes, data: dict[str, Any], pk: Any, *, tried: bool) -> bool:
-    """Envelope-shaped, and, if it also looked like django-cryptography (``tried``), opens as one."""
+def _already_envelope(target: EncryptedMixin, token: bytes, data: dict[str, Any], pk: Any) -> bool:
+    """Really envelope v1 of this field and row: it opens under our keys. The shape alone
+    (first byte 0x01, long enough) is no proof, and skipping on it would leave a value that
+    is neither format in place, reported as imported."""
     if not _looks_envelope(target, token):
         return False
-    if not tried:
-        return True
     try:
         target.open_value(data, token, pk)
     except DecryptionError:
@@ -350,7 +350,7 @@ def _djcrypto_converter(model: Model, fields: list[EncryptedMixin], old_key: djc
                     continue
                 outcome, value = old_key.open(token) if djcrypto.looks_like_token(token) else (None, None)
                 if outcome is not djcrypto.Outcome.OK:
-                    if _already_envelope(target, token, data, pk, tried=outcome is not None):
+                    if _already_envelope(target, token, data, pk):
                         tally.skipped += 1
                         continue
                     raise _import_error(outcome, f"{label}.{target.name} of row {pk}")

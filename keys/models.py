@@ -111,6 +111,9 @@ class ReencryptionJob(models.Model):
     rows_done = models.BigIntegerField(default=0)
     rows_changed = models.BigIntegerField(default=0)
     rows_total = models.BigIntegerField(default=0)
+    values_unreadable = models.BigIntegerField(
+        default=0, help_text="Values under destroyed (crypto-shredded) keys: skipped, they cannot be moved."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

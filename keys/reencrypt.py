@@ -11,6 +11,14 @@ Guarantees:
   (``ReencryptionJob``) in the same transaction. Killing the process at any point loses at
   most the batch in flight, which the next run redoes.
 * The job runs with a system identity (row-level security would hide rows otherwise).
+* Every batch first locks its job row and the active key of its purpose and stops unless
+  the job is still ``running`` and its target is still the active key: a job superseded by
+  a newer rotation (or a newer worker) never moves a value back to an older key, and never
+  becomes ``done``. Workers resuming the same job share its checkpoint.
+* Values under a *destroyed* key (crypto-shredded on purpose) cannot be moved: they are
+  skipped, counted (``values_unreadable``) and reported, and the job goes on to finish.
+* A job that fails records why (``failed`` with the error's type and safe message) and the
+  failure is audited (``key.reencrypt_failed``); it never stays ``running`` silently.
 """
 
 from __future__ import annotations
@@ -50,12 +58,20 @@ def models_to_reencrypt(purpose: str) -> list[tuple[type[models.Model], list[Enc
 class _Targets:
     field_header: bytes
     index_prefix: bytes
+    destroyed: frozenset[bytes] = frozenset()  # envelope headers of destroyed field keys
 
 
 def _targets() -> _Targets:
     keyring.clear()
     field_key = keyring.active("field")
-    return _Targets(field_key.header, keyring.index_keys()[0].prefix)
+    destroyed = DataKey.objects.filter(purpose=DataKey.Purpose.FIELD, status=DataKey.Status.DESTROYED)
+    headers = frozenset(envelope.header_for(pk) for pk in destroyed.values_list("pk", flat=True))
+    return _Targets(field_key.header, keyring.index_keys()[0].prefix, headers)
+
+
+def _under_destroyed_key(field: EncryptedMixin, token: bytes, targets: _Targets) -> bool:
+    offset = INDEX_PREFIX_SIZE if field.search else 0
+    return token[offset : offset + envelope.HEADER_SIZE] in targets.destroyed
 
 
 def _stale(field: EncryptedMixin, token: bytes, targets: _Targets) -> bool:
@@ -98,10 +114,14 @@ def reencrypt(
     jobs, budget = [], max_batches
     for model, fields in models_to_reencrypt(purpose):
         job = _job_for(purpose, model, target_id, system_scope)
-        budget = _run_job(job, model, fields, targets, batch, progress, budget, system_scope)
         jobs.append(job)
-        if budget == 0:
-            break
+        try:
+            budget = _run_job(job, model, fields, targets, batch, progress, budget, system_scope)
+        except Exception as exc:
+            _fail(job, exc)
+            raise
+        if budget == 0 or job.status == ReencryptionJob.Status.FAILED:
+            break  # out of batches, or superseded: the newer job handles the rest
     if all(job.status == ReencryptionJob.Status.DONE for job in jobs):
         key_event.send(
             __name__,
@@ -109,9 +129,30 @@ def reencrypt(
             outcome="success",
             key_id=target_id,
             purpose=purpose,
-            details={"rows_changed": sum(j.rows_changed for j in jobs)},
+            details={
+                "rows_changed": sum(j.rows_changed for j in jobs),
+                "values_unreadable": sum(j.values_unreadable for j in jobs),
+            },
         )
     return jobs
+
+
+def _fail(job: ReencryptionJob, exc: BaseException) -> None:
+    """Record a job's failure (its batch rolled back) and audit it. Only ``keys`` errors,
+    which never carry values, are quoted; anything else is named by its type."""
+    error = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeysError) else f"{type(exc).__name__} (see the log)"
+    job.status, job.error, job.finished_at = ReencryptionJob.Status.FAILED, error[:500], timezone.now()
+    ReencryptionJob.objects.filter(pk=job.pk, status=ReencryptionJob.Status.RUNNING).update(
+        status=job.status, error=job.error, finished_at=job.finished_at, updated_at=job.finished_at
+    )
+    key_event.send(
+        __name__,
+        action="key.reencrypt_failed",
+        outcome="error",
+        key_id=job.target_key_id,
+        purpose=job.purpose,
+        details={"job": job.pk, "model": job.model, "rows_done": job.rows_done, "error": type(exc).__name__},
+    )
 
 
 def _job_for(
@@ -159,6 +200,8 @@ def _run_job(
     done_at_start = job.rows_done
     while budget is None or budget > 0:
         with system_scope("re-encryption batch"), transaction.atomic():
+            if not _still_current(job):
+                break
             with connection.cursor() as cursor:
                 cursor.execute(select, [job.last_pk or uuid.UUID(int=0), batch])
                 rows = cursor.fetchall()
@@ -166,7 +209,8 @@ def _run_job(
                 job.status, job.finished_at = ReencryptionJob.Status.DONE, timezone.now()
                 job.save(update_fields=["status", "finished_at", "updated_at"])
                 break
-            changed = _reencrypt_rows(rows, fields, targets, model._meta.pk.attname)
+            unreadable = _Count()
+            changed = _reencrypt_rows(rows, fields, targets, model._meta.pk.attname, unreadable)
             if changed:
                 params: list[Any] = [[row[0] for row in changed]]
                 params += [[row[i + 1] for row in changed] for i in range(len(fields))]
@@ -175,7 +219,8 @@ def _run_job(
             job.last_pk = rows[-1][0]
             job.rows_done += len(rows)
             job.rows_changed += len(changed)
-            job.save(update_fields=["last_pk", "rows_done", "rows_changed", "updated_at"])
+            job.values_unreadable += unreadable.n
+            job.save(update_fields=["last_pk", "rows_done", "rows_changed", "values_unreadable", "updated_at"])
         if budget is not None:
             budget -= 1
         if progress is not None:
@@ -184,8 +229,47 @@ def _run_job(
     return budget
 
 
+def _still_current(job: ReencryptionJob) -> bool:
+    """Lock the job row and the purpose's active key for this batch; refresh the checkpoint.
+
+    False, with the job marked failed if it was still running, when the job was superseded
+    (by another worker) or its target is no longer the active key. The active key is held
+    with FOR KEY SHARE: a rotation waits for the batch, while encryption-count reservations
+    (which update no key column) do not.
+    """
+    fresh = ReencryptionJob.objects.select_for_update().get(pk=job.pk)
+    job.status, job.error, job.finished_at = fresh.status, fresh.error, fresh.finished_at
+    job.last_pk, job.rows_done, job.rows_changed = fresh.last_pk, fresh.rows_done, fresh.rows_changed
+    job.values_unreadable = fresh.values_unreadable
+    if fresh.status != ReencryptionJob.Status.RUNNING:
+        return False  # superseded or finished by another worker: never touch it again
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM keys_datakey WHERE purpose = %s AND status = 'active' FOR KEY SHARE", [job.purpose]
+        )
+        active = cursor.fetchone()
+    if active is not None and active[0] == job.target_key_id:
+        return True
+    now = "none" if active is None else f"key {active[0]}"
+    job.status, job.finished_at = ReencryptionJob.Status.FAILED, timezone.now()
+    job.error = f"superseded: the active {job.purpose} key is {now}, not the job's target {job.target_key_id}"
+    job.save(update_fields=["status", "error", "finished_at", "updated_at"])
+    return False
+
+
+class _Count:
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 def _reencrypt_rows(
-    rows: list[tuple[Any, ...]], fields: list[EncryptedMixin], targets: _Targets, pk_attname: str
+    rows: list[tuple[Any, ...]],
+    fields: list[EncryptedMixin],
+    targets: _Targets,
+    pk_attname: str,
+    unreadable: _Count | None = None,
 ) -> list[list[Any]]:
     changed = []
     for row in rows:
@@ -194,6 +278,10 @@ def _reencrypt_rows(
         dirty = False
         for i, (field, token) in enumerate(zip(fields, values, strict=True)):
             if token is None or not _stale(field, token, targets):
+                continue
+            if _under_destroyed_key(field, token, targets):
+                if unreadable is not None:
+                    unreadable.n += 1  # crypto-shredded on purpose: nothing can move it
                 continue
             plaintext = field.open_value(data, token, pk)
             values[i] = field.seal_value(plaintext, pk, data)

@@ -249,6 +249,8 @@ NEONPRO_KEY_PROVIDER = os.environ.get("NEONPRO_KEY_PROVIDER", "local")
 NEONPRO_MASTER_KEY = Secret(os.environ["NEONPRO_MASTER_KEY"]) if os.environ.get("NEONPRO_MASTER_KEY") else None
 NEONPRO_MASTER_KEY_FILE = os.environ.get("NEONPRO_MASTER_KEY_FILE") or str(NEONPRO_DATA_DIR / "master.key")
 NEONPRO_KEY_CACHE_TTL = env_int("NEONPRO_KEY_CACHE_TTL", 300)
+# Longest transaction that encrypts (enforce it in PostgreSQL): `keys retire`/`destroy` wait TTL + this.
+NEONPRO_KEY_MAX_TRANSACTION_SECONDS = env_int("NEONPRO_KEY_MAX_TRANSACTION_SECONDS", 600)
 NEONPRO_KEY_PROVIDER_FALLBACKS = env_list("NEONPRO_KEY_PROVIDER_FALLBACKS", [])
 NEONPRO_MASTER_KEY_PREVIOUS_FILES = env_list("NEONPRO_MASTER_KEY_PREVIOUS_FILES", [])
 NEONPRO_KEY_ROTATION: dict[str, dict[str, int]] = {}  # per purpose: max_age_days, max_encryptions

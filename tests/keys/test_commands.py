@@ -39,7 +39,7 @@ def test_status_lists_keys_without_material() -> None:
     _run("init")
     out, _ = _run("status")
     assert "PURPOSE" in out and "AES-256-GCM" in out and "HMAC-SHA256" in out
-    for key in DataKey.objects.all():
+    for key in DataKey.objects.exclude(wrapped_key=b""):  # a destroyed key has no material left to leak
         assert base64.b64encode(bytes(key.wrapped_key)).decode()[:12] not in out
 
 

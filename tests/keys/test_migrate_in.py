@@ -428,6 +428,19 @@ def test_values_already_in_envelope_v1_are_skipped_and_anything_else_is_refused(
     assert "12345" not in str(caught.value)
 
 
+def test_a_value_that_only_looks_like_envelope_v1_is_refused_not_skipped() -> None:
+    """First byte 0x01 and 33+ bytes is the envelope's shape, not proof: only a value that
+    opens under our keys (for this field and row) is already imported."""
+    theirs = LegacyRecord.objects.create(name="Still theirs", visits=2)
+    lookalike = bytes([1]) + (1).to_bytes(4, "big") + os.urandom(40)  # names key 1, opens under nothing
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {LEGACY_TABLE} SET visits = %s WHERE id = %s", [lookalike, theirs.pk])
+    with pytest.raises(AuthenticationError, match="neither a django-cryptography token nor envelope v1") as caught:
+        import_djcrypto(ImportedRecord, ["name", "visits"])
+    assert f"keys_tests.ImportedRecord.visits of row {theirs.pk}" in str(caught.value)
+    assert _raw(LEGACY_TABLE, ["visits"])[theirs.pk] == (lookalike,), "nothing of the batch was written"
+
+
 def test_the_online_route_reads_a_django_cryptography_column_through_its_field() -> None:
     values = [_expected(row) for row in OLD_ROWS]
     ids = [LegacyRecord.objects.create(**v).pk for v in values]

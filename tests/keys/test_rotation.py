@@ -9,6 +9,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -45,6 +46,15 @@ def _field_key_of(patient: Patient, column: str = "full_name") -> int:
 
 def _active(purpose: str) -> DataKey:
     return DataKey.objects.get(purpose=purpose, status="active")
+
+
+def _settled(key: DataKey) -> dt.datetime:
+    """A moment past the key's quiet period (the key cache TTL plus the longest transaction)."""
+    from keys.rotation import settled_at
+
+    allowed = settled_at(key)
+    assert allowed is not None
+    return allowed
 
 
 @pytest.fixture
@@ -146,14 +156,15 @@ def test_retire_and_destroy_count_instead_of_assuming(patient_factory, fresh_key
     patient = patient_factory(full_name="Shred Me")
     old = _active("field")
     with pytest.raises(KeysError, match="is active; rotate it first"):
-        destroy_data_key(old)
+        destroy_data_key(old, confirm=old.pk)
     rotate_data_key("field")
     old.refresh_from_db()
+    later = _settled(old)
     with pytest.raises(KeysError, match=r"still protects 7 values .*reencrypt"):
-        retire_data_key(old)
+        retire_data_key(old, now=later)
     with pytest.raises(KeysError, match="--crypto-shred"):
-        destroy_data_key(old)
-    usage = destroy_data_key(old, crypto_shred=True)
+        destroy_data_key(old, confirm=old.pk, now=later)
+    usage = destroy_data_key(old, confirm=old.pk, crypto_shred=True, now=later)
     assert sum(usage.values()) == 7
     old.refresh_from_db()
     assert old.status == "destroyed" and bytes(old.wrapped_key) == b""
@@ -168,7 +179,7 @@ def test_retire_after_reencryption(patient_factory, fresh_keys) -> None:  # type
     rotate_data_key("field")
     reencrypt("field")
     old.refresh_from_db()
-    retire_data_key(old)
+    retire_data_key(old, now=_settled(old))
     assert old.status == "retired" and old.retired_at
 
 
@@ -238,12 +249,15 @@ def test_commands_rotate_usage_retire_destroy(patient_factory, fresh_keys) -> No
     out = StringIO()
     call_command("keys", "usage", str(old.pk), stdout=out)
     assert "patients.Patient.full_name" in out.getvalue() and "7 values in total" in out.getvalue()
-    with pytest.raises(CommandError, match="still protects"):
-        call_command("keys", "retire", str(old.pk))
-    call_command("keys", "reencrypt", stdout=StringIO(), stderr=StringIO())
-    call_command("keys", "retire", str(old.pk), stdout=StringIO())
-    out = StringIO()
-    call_command("keys", "destroy", str(old.pk), stdout=out)
+    old.refresh_from_db()
+    # The clock past the quiet period (tests/keys/test_lifecycle.py tests the wait itself).
+    with time_machine.travel(_settled(old) + dt.timedelta(seconds=1), tick=True):
+        with pytest.raises(CommandError, match="still protects"):
+            call_command("keys", "retire", str(old.pk))
+        call_command("keys", "reencrypt", stdout=StringIO(), stderr=StringIO())
+        call_command("keys", "retire", str(old.pk), stdout=StringIO())
+        out = StringIO()
+        call_command("keys", "destroy", str(old.pk), "--yes", "--confirm", str(old.pk), stdout=out)
     assert "destroyed" in out.getvalue()
     out = StringIO()
     call_command("keys", "status", stdout=out)

@@ -43,11 +43,17 @@ class Command(BaseCommand):
         usage.add_argument("key_id", type=int)
         retire = sub.add_parser("retire", help="Retire a decrypt-only key no value uses any more.")
         retire.add_argument("key_id", type=int)
-        destroy = sub.add_parser("destroy", help="Erase a data key (refused while values use it).")
+        uncounted_help = "file/session/audit/identity keys: their values cannot be counted; proceed anyway (audited)"
+        retire.add_argument("--uncounted", action="store_true", help=uncounted_help)
+        destroy = sub.add_parser("destroy", help="Erase a data key, irreversibly (refused while values use it).")
         destroy.add_argument("key_id", type=int)
         destroy.add_argument(
             "--crypto-shred", action="store_true", help="Destroy anyway: those values become unreadable."
         )
+        destroy.add_argument("--dry-run", action="store_true", help="Show what would be destroyed; change nothing.")
+        destroy.add_argument("--yes", action="store_true", help="Non-interactive: together with --confirm KEY_ID.")
+        destroy.add_argument("--confirm", type=int, default=None, metavar="KEY_ID", help="Restate the key id.")
+        destroy.add_argument("--uncounted", action="store_true", help=uncounted_help)
         shred = sub.add_parser(
             "shred-patient", help="Crypto-shred a patient: erase their records and their key (irreversible)."
         )
@@ -125,7 +131,7 @@ class Command(BaseCommand):
         from keys.rotation import rotate_data_key, rotate_due_keys
 
         if due:
-            rotated = [(d.purpose, k) for d, k in rotate_due_keys()]
+            rotated = [(d.purpose, k) for d, k in rotate_due_keys(purpose=purpose)]
         else:
             purposes = [purpose] if purpose else list(DataKey.Purpose.values)
             rotated = [(p, rotate_data_key(p)) for p in purposes]
@@ -166,9 +172,13 @@ class Command(BaseCommand):
         jobs = reencrypt(purpose, batch=batch, progress=self._progress)
         sys.stderr.write("\n")
         for job in jobs:
+            lost = f", {job.values_unreadable} under destroyed keys skipped" if job.values_unreadable else ""
             self.stdout.write(
-                f"{job.model}: {job.rows_done} rows checked, {job.rows_changed} re-encrypted ({job.status})."
+                f"{job.model}: {job.rows_done} rows checked, {job.rows_changed} re-encrypted{lost} ({job.status})."
             )
+        stopped = [job for job in jobs if job.status == ReencryptionJob.Status.FAILED]
+        if stopped:
+            raise CommandError(f"{stopped[0].model}: {stopped[0].error}; run `keys reencrypt` again if needed")
 
     def _progress(self, job: ReencryptionJob, rate: float) -> None:
         remaining = max(job.rows_total - job.rows_done, 0)
@@ -182,25 +192,72 @@ class Command(BaseCommand):
     def handle_usage(self, *, key_id: int, **options: Any) -> None:
         from keys.rotation import count_key_usage
 
-        usage = count_key_usage(self._key(key_id))
+        usage = count_key_usage(self._key(key_id))  # "cannot count" (an error) for file/session/MAC keys
         for name, count in sorted(usage.items()):
             self.stdout.write(f"{name:<48} {count:>10}")
         self.stdout.write(f"data key {key_id}: {sum(usage.values())} values in total")
 
-    def handle_retire(self, *, key_id: int, **options: Any) -> None:
+    def handle_retire(self, *, key_id: int, uncounted: bool, **options: Any) -> None:
         from keys.rotation import retire_data_key
 
-        retire_data_key(self._key(key_id))
-        self.stdout.write(f"data key {key_id} retired: no stored value used it.")
+        retire_data_key(self._key(key_id), uncounted=uncounted)
+        how = "its values cannot be counted (--uncounted)" if uncounted else "no stored value used it"
+        self.stdout.write(f"data key {key_id} retired: {how}.")
 
-    def handle_destroy(self, *, key_id: int, crypto_shred: bool, **options: Any) -> None:
-        from keys.rotation import destroy_data_key
+    def handle_destroy(
+        self,
+        *,
+        key_id: int,
+        crypto_shred: bool,
+        dry_run: bool,
+        yes: bool,
+        confirm: int | None,
+        uncounted: bool,
+        **options: Any,
+    ) -> None:
+        from keys.rotation import destroy_data_key, plan_destroy, refuse_destroy
 
-        usage = destroy_data_key(self._key(key_id), crypto_shred=crypto_shred)
+        key = self._key(key_id)
+        plan = plan_destroy(key, crypto_shred=crypto_shred, uncounted=uncounted)
+        self._describe(plan, crypto_shred)
+        if dry_run:
+            verdict = f"refused: {plan.refusal}" if plan.refusal else "allowed (with --yes --confirm)"
+            self.stdout.write(f"dry run, nothing changed; destroying data key {key_id} would be {verdict}.")
+            return
+        flags = {"crypto_shred": crypto_shred, "uncounted": uncounted}
+        if plan.refusal is not None:
+            raise refuse_destroy(key, plan.refusal, plan.refusal_code, **flags)
+        if not (yes and confirm is not None):
+            confirm = self._ask(key_id, yes, confirm)
+            if confirm is None:
+                raise refuse_destroy(
+                    key,
+                    f"destroying data key {key_id} is irreversible: pass --yes --confirm {key_id}, "
+                    "or run the command in a terminal to confirm",
+                    "not_confirmed",
+                    **flags,
+                )
+        usage = destroy_data_key(key, confirm=confirm, crypto_shred=crypto_shred, uncounted=uncounted)
         lost = sum(usage.values())
         suffix = f"; {lost} values it protected are now unreadable (crypto-shredded)" if lost else ""
         self.stdout.write(f"data key {key_id} destroyed{suffix}.")
 
+    def _describe(self, plan: Any, crypto_shred: bool) -> None:
+        counted = "" if plan.counted else " (its values cannot be counted)"
+        self.stdout.write(f"data key {plan.key_id}: {plan.purpose}, {plan.status}{counted}")
+        for name, count in sorted(plan.usage.items()):
+            self.stdout.write(f"  {name:<46} {count:>10} values would become unreadable")
+        if plan.counted:
+            self.stdout.write(f"  {plan.values} values in total are under it")
+
+    def _ask(self, key_id: int, yes: bool, confirm: int | None) -> int | None:
+        """The key id typed at an interactive prompt, or None (no terminal, or --yes alone)."""
+        if yes or confirm is not None or not sys.stdin.isatty():
+            return None
+        self.stdout.write(f"This destroys data key {key_id} irreversibly. Type its id to confirm: ", ending="")
+        self.stdout.flush()
+        typed = sys.stdin.readline().strip()
+        return int(typed) if typed.isdigit() else -1
     def handle_shred_patient(
         self, *, patient_id: uuid.UUID, dry_run: bool, yes: bool, confirm: uuid.UUID | None, **options: Any
     ) -> None:
