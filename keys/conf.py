@@ -117,5 +117,11 @@ class KeysSettings:
         """Seconds an unwrapped data key stays cached in process memory."""
         return float(getattr(settings, "NEONPRO_KEY_CACHE_TTL", 300))
 
+    @property
+    def LEGACY_ROWS_READABLE(self) -> bool:  # noqa: N802
+        """Whether sealed models (keys.integrity) still read rows written before row seals
+        (version 0). Turn off once ``keys reencrypt`` has upgraded every row."""
+        return bool(getattr(settings, "NEONPRO_LEGACY_ROWS_READABLE", True))
+
 
 keys_settings = KeysSettings()

@@ -11,6 +11,8 @@ Guarantees:
   (``ReencryptionJob``) in the same transaction. Killing the process at any point loses at
   most the batch in flight, which the next run redoes.
 * The job runs with a system identity (row-level security would hide rows otherwise).
+* Sealed models (``keys.integrity``) are re-sealed row by row in the same locked batch:
+  every value, the row version and the row seal, so legacy rows are upgraded too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from keys import envelope
 from keys.conf import keys_settings
 from keys.exceptions import KeysError
 from keys.fields import INDEX_PREFIX_SIZE, EncryptedMixin, encrypted_fields
+from keys.integrity import has_row_integrity, upgrade_rows
 from keys.keyring import keyring
 from keys.models import DataKey, ReencryptionJob
 from keys.signals import key_event
@@ -166,7 +169,8 @@ def _run_job(
                 job.status, job.finished_at = ReencryptionJob.Status.DONE, timezone.now()
                 job.save(update_fields=["status", "finished_at", "updated_at"])
                 break
-            changed = _reencrypt_rows(rows, fields, targets, model._meta.pk.attname)
+            sealed = _upgrade_sealed(model, rows, targets)  # None unless the model has row integrity
+            changed = _reencrypt_rows(rows, fields, targets, model._meta.pk.attname) if sealed is None else []
             if changed:
                 params: list[Any] = [[row[0] for row in changed]]
                 params += [[row[i + 1] for row in changed] for i in range(len(fields))]
@@ -174,7 +178,7 @@ def _run_job(
                     cursor.execute(update, params)
             job.last_pk = rows[-1][0]
             job.rows_done += len(rows)
-            job.rows_changed += len(changed)
+            job.rows_changed += len(changed) if sealed is None else sealed
             job.save(update_fields=["last_pk", "rows_done", "rows_changed", "updated_at"])
         if budget is not None:
             budget -= 1
@@ -182,6 +186,14 @@ def _run_job(
             elapsed = time.monotonic() - started
             progress(job, (job.rows_done - done_at_start) / elapsed if elapsed > 0 else 0.0)
     return budget
+
+
+def _upgrade_sealed(model: type[models.Model], rows: list[tuple[Any, ...]], targets: _Targets) -> int | None:
+    """Sealed models (keys.integrity) re-seal their rows themselves — values, version and row
+    seal together, legacy rows upgraded — in this batch's transaction; the count changed."""
+    if not has_row_integrity(model):
+        return None
+    return upgrade_rows(model, [row[0] for row in rows], targets.field_header)
 
 
 def _reencrypt_rows(
