@@ -6,7 +6,8 @@ Guarantees:
   ``bulk_create()`` both call — and decrypted lazily on first attribute access, so a request
   pays only for the fields it reads. Nothing is encrypted or decrypted at import time.
 * The associated data binds each value to ``app_label.model.field`` and the row's UUID
-  primary key: a value copied to another row or column fails to decrypt.
+  primary key: a value copied to another row or column fails to decrypt. On models with row
+  integrity (``keys.integrity``) it also binds the row's owner and version (context v2).
 * ``None`` is stored as SQL NULL. Only ``isnull`` lookups work on ordinary encrypted
   fields; searchable fields (``search=...``) also support ``exact`` and ``in`` through a
   keyed, normalised blind index stored as the first 20 bytes of the same column (so a
