@@ -383,3 +383,11 @@ def test_only_the_records_clinician_writes_its_history_and_only_for_its_patient(
     forge(clinic.doctor, changed_by=clinic.doctor.pk, patient=clinic.alice.pk)
     with as_identity(clinic.doctor) as identity, pytest.raises(RowIntegrityError):
         services.record_history(identity, clinic.record.pk)
+
+
+def test_a_stale_save_through_the_api_layer_answers_409() -> None:
+    from neonpro.security.api import exception_handler
+
+    response = exception_handler(StaleRowError("records.medicalrecord row x: changed"), {})
+    assert response is not None and response.status_code == 409
+    assert "reload" in response.data["detail"]
