@@ -34,7 +34,9 @@ class KeysSettings:
     @property
     def MASTER_KEY(self) -> str | None:  # noqa: N802
         """Base64 of the 32-byte local master key (takes precedence over the key file)."""
-        return getattr(settings, "NEONPRO_MASTER_KEY", None) or None
+        from keys.secret import reveal
+
+        return reveal(getattr(settings, "NEONPRO_MASTER_KEY", None))
 
     @property
     def MASTER_KEY_FILE(self) -> Path:  # noqa: N802
@@ -122,6 +124,25 @@ class KeysSettings:
         """Whether sealed models (keys.integrity) still read rows written before row seals
         (version 0). Turn off once ``keys reencrypt`` has upgraded every row."""
         return bool(getattr(settings, "NEONPRO_LEGACY_ROWS_READABLE", True))
+
+    @property
+    def PROVIDER_DEADLINE(self) -> float:  # noqa: N802
+        """Seconds a request waits for the key provider (KMS/HSM) before failing (keys.flight)."""
+        return _positive("NEONPRO_KEY_PROVIDER_DEADLINE", 5.0)
+
+    @property
+    def PROVIDER_FAILURE_TTL(self) -> float:  # noqa: N802
+        """Seconds a failed provider call is remembered, so callers fail at once (0: never)."""
+        return _positive("NEONPRO_KEY_PROVIDER_FAILURE_TTL", 5.0, allow_zero=True)
+
+
+def _positive(name: str, default: float, *, allow_zero: bool = False) -> float:
+    value = float(getattr(settings, name, default))
+    if value < 0 or (value == 0 and not allow_zero):
+        from keys.exceptions import KeysError
+
+        raise KeysError(f"{name} must be {'at least 0' if allow_zero else 'more than 0'} seconds, not {value:g}")
+    return value
 
 
 keys_settings = KeysSettings()

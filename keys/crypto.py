@@ -84,6 +84,14 @@ def sign(data: bytes, *, purpose: str, label: bytes) -> tuple[int, bytes]:
     return key.key_id, _hmac.digest(_derived(key.secret, label), data, "sha256")
 
 
+def sign_all(data: bytes, *, purpose: str, label: bytes) -> list[tuple[int, bytes]]:
+    """``sign`` under every usable key of ``purpose``, the active one first: to find what a
+    key that has since been rotated signed."""
+    return [
+        (key.key_id, _hmac.digest(_derived(key.secret, label), data, "sha256")) for key in keyring.mac_keys(purpose)
+    ]
+
+
 def verify_signature(data: bytes, tag: bytes, *, purpose: str, label: bytes, key_id: int) -> bool:
     """Whether ``tag`` is the signature of ``data`` by key ``key_id`` (compared in constant time).
 

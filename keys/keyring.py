@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.views.decorators.debug import sensitive_variables
 
 from keys import envelope
 from keys.conf import keys_settings
@@ -50,7 +51,7 @@ class ActiveKey:
 class IndexKey:
     key_id: int
     prefix: bytes
-    secret: bytes
+    secret: bytes = field(repr=False)  # repr() never prints key material
 
 
 IndexMac = tuple[bytes, hmac.HMAC]  # (4-byte key-id prefix, HMAC keyed for one field)
@@ -71,6 +72,9 @@ class Keyring:
         self._mac_keys: dict[str, tuple[list[IndexKey], float]] = {}
 
     def clear(self) -> None:
+        from keys.flight import provider_calls
+
+        provider_calls.clear()
         with self._lock:
             self._active.clear()
             self._aeads.clear()
@@ -94,25 +98,34 @@ class Keyring:
             raise KeysError(f"{purpose} keys authenticate (HMAC) and never encrypt")
         return self._load_active(purpose)
 
+    @sensitive_variables("secret")
     def _load_active(self, purpose: str) -> ActiveKey:
-        with self._lock:
+        while True:
             entry = self._active.get(purpose)
-            if entry is not None and entry.expires > _monotonic():
-                if entry.budget <= 0:
-                    entry.budget = reserve_encryptions(entry.key_id, purpose)
+            fresh = entry is not None and entry.expires > _monotonic()
+            if not fresh:
+                # The query and the unwrap run outside the lock (keys.flight: one provider
+                # call per key, a deadline per caller), so a slow provider holds up nobody else.
+                datakey = ensure_active_datakey(purpose)
+                secret = _unwrap(datakey)
+            with self._lock:
+                entry = self._active.get(purpose)
+                if entry is not None and entry.expires > _monotonic() and (fresh or entry.key_id == datakey.pk):
+                    if entry.budget <= 0:
+                        entry.budget = reserve_encryptions(entry.key_id, purpose)
+                    return entry
+                if fresh:
+                    continue  # it expired meanwhile: load it (outside the lock)
+                expires = _monotonic() + keys_settings.CACHE_TTL
+                aead = AESGCM(secret)
+                header = envelope.header_for(datakey.pk)
+                # The TTL ran out but the key is the same: keep the budget already reserved.
+                left = entry.budget if entry is not None and entry.key_id == datakey.pk else 0
+                budget = left if left > 0 else reserve_encryptions(datakey.pk, purpose)
+                entry = ActiveKey(datakey.pk, header, aead, expires, budget)
+                self._active[purpose] = entry
+                self._remember(header, aead, expires)
                 return entry
-            datakey = ensure_active_datakey(purpose)
-            secret = _unwrap(datakey)
-            expires = _monotonic() + keys_settings.CACHE_TTL
-            aead = AESGCM(secret)
-            header = envelope.header_for(datakey.pk)
-            # The TTL ran out but the key is the same: keep the budget already reserved.
-            left = entry.budget if entry is not None and entry.key_id == datakey.pk else 0
-            budget = left if left > 0 else reserve_encryptions(datakey.pk, purpose)
-            entry = ActiveKey(datakey.pk, header, aead, expires, budget)
-            self._active[purpose] = entry
-            self._remember(header, aead, expires)
-            return entry
 
     def _remember(self, header: bytes, aead: AESGCM, expires: float) -> None:
         self._aeads[header] = aead
@@ -153,11 +166,11 @@ class Keyring:
         if len(header) != envelope.HEADER_SIZE:
             raise DecryptionError(f"an envelope header is {envelope.HEADER_SIZE} bytes, not {len(header)}")
         key_id = envelope.read_key_id(header + bytes(envelope.OVERHEAD - envelope.HEADER_SIZE))
+        datakey = DataKey.objects.usable().filter(pk=key_id).first()
+        if datakey is None or datakey.purpose in DataKey.MAC_PURPOSES:
+            raise UnknownKeyError("unknown or destroyed data key", key_id=key_id)
+        aead = AESGCM(_unwrap(datakey))  # outside the lock: see _load_active
         with self._lock:
-            datakey = DataKey.objects.usable().filter(pk=key_id).first()
-            if datakey is None or datakey.purpose in DataKey.MAC_PURPOSES:
-                raise UnknownKeyError("unknown or destroyed data key", key_id=key_id)
-            aead = AESGCM(_unwrap(datakey))
             self._remember(header, aead, _monotonic() + keys_settings.CACHE_TTL)
             return aead
 
@@ -172,16 +185,16 @@ class Keyring:
     def _load_index_keys(self) -> list[IndexKey]:
         from keys.models import DataKey
 
+        active = ensure_active_datakey(DataKey.Purpose.INDEX)
+        others = (
+            DataKey.objects.usable()
+            .filter(purpose=DataKey.Purpose.INDEX)
+            .exclude(pk=active.pk)
+            .exclude(status=DataKey.Status.RETIRED)
+            .order_by("-pk")
+        )
+        keys = [IndexKey(dk.pk, dk.pk.to_bytes(4, "big"), _unwrap(dk)) for dk in [active, *others]]
         with self._lock:
-            active = ensure_active_datakey(DataKey.Purpose.INDEX)
-            others = (
-                DataKey.objects.usable()
-                .filter(purpose=DataKey.Purpose.INDEX)
-                .exclude(pk=active.pk)
-                .exclude(status=DataKey.Status.RETIRED)
-                .order_by("-pk")
-            )
-            keys = [IndexKey(dk.pk, dk.pk.to_bytes(4, "big"), _unwrap(dk)) for dk in [active, *others]]
             self._index = (keys, _monotonic() + keys_settings.CACHE_TTL)
             self._index_macs.clear()
             return keys
@@ -216,12 +229,12 @@ class Keyring:
 
         if purpose not in (DataKey.Purpose.AUDIT, DataKey.Purpose.IDENTITY):
             raise KeysError(f"{purpose!r} is not a MAC purpose; expected audit or identity")
+        active = ensure_active_datakey(purpose)
+        others = DataKey.objects.usable().filter(purpose=purpose).exclude(pk=active.pk).order_by("-pk")
+        keys = [IndexKey(dk.pk, dk.pk.to_bytes(4, "big"), _unwrap(dk)) for dk in [active, *others]]
         with self._lock:
-            active = ensure_active_datakey(purpose)
-            others = DataKey.objects.usable().filter(purpose=purpose).exclude(pk=active.pk).order_by("-pk")
-            keys = [IndexKey(dk.pk, dk.pk.to_bytes(4, "big"), _unwrap(dk)) for dk in [active, *others]]
             self._mac_keys[purpose] = (keys, _monotonic() + keys_settings.CACHE_TTL)
-            return keys
+        return keys
 
 
 def _field_mac(secret: bytes, label: bytes) -> hmac.HMAC:
@@ -267,14 +280,20 @@ def reserve_encryptions(key_id: int, purpose: str) -> int:
 HARD_LIMIT = 2**32 - 2**20  # NIST SP 800-38D bound for random 96-bit nonces, minus a margin
 
 
+@sensitive_variables()
 def _unwrap(datakey: DataKey) -> bytes:
+    """Unwrap a data key through keys.flight (single flight per key, deadline, failures cached)."""
+    from keys.flight import provider_calls
     from keys.models import DataKey
     from keys.providers import provider_for
 
     assert isinstance(datakey, DataKey)
+    blob, master, context = bytes(datakey.wrapped_key), datakey.wrapping_key_id, datakey.wrap_context()
     try:
-        secret = provider_for(datakey.wrapping_key_id).unwrap_key(
-            bytes(datakey.wrapped_key), key_id=datakey.wrapping_key_id, context=datakey.wrap_context()
+        secret = provider_calls.call(
+            ("datakey", datakey.pk, master, blob),
+            lambda: provider_for(master).unwrap_key(blob, key_id=master, context=context),
+            master_key_id=master,
         )
     except ProviderError as exc:
         raise type(exc)(f"data key {datakey.pk} ({datakey.purpose}): {exc}", permanent=exc.permanent) from None

@@ -83,6 +83,29 @@ def create_master_key_file(path: Path | None = None) -> Path:
     return target
 
 
+def require_configured_master_key(key_id: str) -> None:
+    """Refuse a master-key rotation towards ``key_id`` unless this process's own configuration
+    already holds it (as the current key, a previous key, or through a fallback provider).
+
+    Every process must be able to unwrap under the new key *before* data keys are rewrapped
+    under it; a configuration that cannot is the one the other processes still run with, and
+    rewrapping would take them all offline. Raises KeysError.
+    """
+    from keys.providers import fallback_providers
+
+    configured = [get_provider(), *fallback_providers()]
+    if any(provider.holds(key_id) for provider in configured):
+        return
+    held = ", ".join(sorted({info.key_id for provider in configured for info in provider.list_keys()}))
+    raise KeysError(
+        f"refusing to rewrap under master key {key_id}: this process's configuration does not hold it (it holds "
+        f"{held}). First configure every process with the new key as current and the old one as previous "
+        "(NEONPRO_MASTER_KEY_FILE + NEONPRO_MASTER_KEY_PREVIOUS_FILES, or NEONPRO_KEY_PROVIDER + "
+        "NEONPRO_KEY_PROVIDER_FALLBACKS) and restart them, then run rotate-master from that configuration "
+        "(docs/keys.md)."
+    )
+
+
 @dataclass
 class KeyRow:
     id: int

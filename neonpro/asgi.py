@@ -1,4 +1,5 @@
-"""ASGI entry point: Django for HTTP, Channels for WebSockets (WSS only, origin-checked)."""
+"""ASGI entry point: Django for HTTP (behind admission control, neonpro/security/admission.py),
+Channels for WebSockets (WSS only, origin-checked)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from neonpro.realtime.routing import websocket_urlpatterns  # noqa: E402
+from neonpro.security.admission import AdmissionControl  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": AdmissionControl(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

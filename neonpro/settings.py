@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from keys.secret import Secret
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -74,6 +76,8 @@ PRODUCTION = NEONPRO_ENV == "production"
 DEBUG = env_bool("DJANGO_DEBUG", False)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG=True is refused when NEONPRO_ENV=production")
+# Masks ..._PIN settings and keys.secret.Secret values on error pages and in error e-mails.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "keys.debug.NeonProExceptionReporterFilter"
 NEONPRO_DATA_DIR = Path(os.environ.get("NEONPRO_DATA_DIR", BASE_DIR / "var"))
 
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or ""
@@ -161,6 +165,36 @@ if POSTGRESQL:
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
         "NEONPRO_DB_SERVER_SIDE_BINDING", True
     )
+# Connection pools (Django's, psycopg_pool): a process keeps at most NEONPRO_DB_POOL_SIZE
+# connections for requests and NEONPRO_DB_POOL_AUX_SIZE each for the audit and keys aliases,
+# and a request waits at most NEONPRO_DB_POOL_TIMEOUT seconds for one (then a 503). Sizing rule
+# (docs/database.md): processes x (POOL_SIZE + 2 x POOL_AUX_SIZE) <= max_connections minus
+# superuser_reserved_connections minus what admins, migrations and workers need.
+NEONPRO_DB_POOL = POSTGRESQL and env_bool("NEONPRO_DB_POOL", True)
+NEONPRO_DB_POOL_SIZE = env_int("NEONPRO_DB_POOL_SIZE", 10)
+NEONPRO_DB_POOL_AUX_SIZE = env_int("NEONPRO_DB_POOL_AUX_SIZE", 3)
+NEONPRO_DB_POOL_TIMEOUT = float(env_int("NEONPRO_DB_POOL_TIMEOUT", 5))
+
+
+def _pool(size: int) -> dict[str, object]:
+    return {"min_size": 1, "max_size": size, "timeout": NEONPRO_DB_POOL_TIMEOUT, "max_idle": 300}
+
+
+# Server-side limits for every connection of the app (milliseconds; 0 = none): no statement
+# runs, waits for a lock, or idles in a transaction past them. `keys reencrypt` and `migrate`
+# raise statement_timeout for their own long statements. Sent as startup options, which a
+# transaction-mode pooler does not pass on: there, set them on the role (`manage.py db
+# create-roles` does).
+NEONPRO_DB_STATEMENT_TIMEOUT_MS = env_int("NEONPRO_DB_STATEMENT_TIMEOUT_MS", 15_000)
+NEONPRO_DB_LOCK_TIMEOUT_MS = env_int("NEONPRO_DB_LOCK_TIMEOUT_MS", 5_000)
+NEONPRO_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int("NEONPRO_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000)
+DB_SESSION_LIMITS = {
+    "statement_timeout": NEONPRO_DB_STATEMENT_TIMEOUT_MS,
+    "lock_timeout": NEONPRO_DB_LOCK_TIMEOUT_MS,
+    "idle_in_transaction_session_timeout": NEONPRO_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+}
+if POSTGRESQL and os.environ.get("NEONPRO_DB_POOLER") != "transaction":
+    DATABASES["default"]["OPTIONS"]["options"] = " ".join(f"-c {k}={v}" for k, v in DB_SESSION_LIMITS.items())
 if POSTGRESQL and os.environ.get("NEONPRO_DB_POOLER") == "transaction":
     # Behind a transaction-mode pooler: no server-side cursors (Django already disables named
     # prepared statements). The identity is transaction-local already (set_config(..., true)).
@@ -171,6 +205,21 @@ if POSTGRESQL:
     DATABASES["audit"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
     # Encryption-count reservations commit on their own too (keys/keyring.py).
     DATABASES["keys"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+if NEONPRO_DB_POOL:
+    for _alias, _size in (
+        ("default", NEONPRO_DB_POOL_SIZE),
+        ("audit", NEONPRO_DB_POOL_AUX_SIZE),
+        ("keys", NEONPRO_DB_POOL_AUX_SIZE),
+    ):
+        DATABASES[_alias]["OPTIONS"] = {**DATABASES[_alias]["OPTIONS"], "pool": _pool(_size)}
+        # A pooled connection broken by a database restart is replaced at checkout (psycopg_pool's
+        # check), not handed to a request.
+        DATABASES[_alias]["CONN_HEALTH_CHECKS"] = True
+# Requests one process works on at once (neonpro/security/admission.py): by default the
+# request pool's size, so a burst queues (up to NEONPRO_ADMISSION_WAIT seconds) instead of
+# waiting on connections.
+NEONPRO_MAX_IN_FLIGHT = env_int("NEONPRO_MAX_IN_FLIGHT", NEONPRO_DB_POOL_SIZE if NEONPRO_DB_POOL else 8)
+NEONPRO_ADMISSION_WAIT = float(env_int("NEONPRO_ADMISSION_WAIT", 10))
 DATABASE_ROUTERS = ["neonpro.audit.routers.AuditRouter"]
 NEONPRO_DB_APP_ROLE = os.environ.get("NEONPRO_DB_APP_ROLE", "neonpro_app")
 NEONPRO_DB_OWNER_ROLE = os.environ.get("NEONPRO_DB_OWNER_ROLE", "neonpro_owner")
@@ -197,7 +246,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 NEONPRO_KEY_PROVIDER = os.environ.get("NEONPRO_KEY_PROVIDER", "local")
 # The key itself (base64), for platforms that inject secrets as variables. NEONPRO_MASTER_KEY_FILE is
 # deliberately not read here: the local provider reads it and refuses a file others can read.
-NEONPRO_MASTER_KEY = os.environ.get("NEONPRO_MASTER_KEY") or None
+NEONPRO_MASTER_KEY = Secret(os.environ["NEONPRO_MASTER_KEY"]) if os.environ.get("NEONPRO_MASTER_KEY") else None
 NEONPRO_MASTER_KEY_FILE = os.environ.get("NEONPRO_MASTER_KEY_FILE") or str(NEONPRO_DATA_DIR / "master.key")
 NEONPRO_KEY_CACHE_TTL = env_int("NEONPRO_KEY_CACHE_TTL", 300)
 NEONPRO_KEY_PROVIDER_FALLBACKS = env_list("NEONPRO_KEY_PROVIDER_FALLBACKS", [])
@@ -212,6 +261,7 @@ for _name in (
     "NEONPRO_PKCS11_TOKEN",
     "NEONPRO_PKCS11_PIN_FILE",
     "NEONPRO_PKCS11_KEY_LABEL",
+    "NEONPRO_PKCS11_REFUSAL_DIR",
     "NEONPRO_AWS_KMS_KEY_ID",
     "NEONPRO_AWS_KMS_REGION",
     "NEONPRO_AWS_KMS_ENDPOINT_URL",
@@ -219,7 +269,8 @@ for _name in (
     if os.environ.get(_name):
         globals()[_name] = os.environ[_name]
 if os.environ.get("NEONPRO_PKCS11_PIN"):
-    NEONPRO_PKCS11_PIN = os.environ["NEONPRO_PKCS11_PIN"]  # the provider reads *_PIN_FILE itself (0600 check)
+    # Masked in diffsettings and on error pages (keys.secret); the provider reads *_PIN_FILE itself (0600 check).
+    NEONPRO_PKCS11_PIN = Secret(os.environ["NEONPRO_PKCS11_PIN"])
 NEONPRO_PKCS11_PREVIOUS_LABELS = env_list("NEONPRO_PKCS11_PREVIOUS_LABELS", [])
 NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS = env_list("NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS", [])
 # Maintenance jobs in keys (re-encryption, usage counts) act through the RLS system identity.
@@ -233,6 +284,8 @@ NEONPRO_BREAK_GLASS_MINUTES = env_int("NEONPRO_BREAK_GLASS_MINUTES", 60)
 NEONPRO_BREAK_GLASS_PER_HOUR = env_int("NEONPRO_BREAK_GLASS_PER_HOUR", 3)
 NEONPRO_BREAK_GLASS_PER_DAY = env_int("NEONPRO_BREAK_GLASS_PER_DAY", 6)
 NEONPRO_BREAK_GLASS_ALERT_AFTER = env_int("NEONPRO_BREAK_GLASS_ALERT_AFTER", 3)
+# Seconds an audit append waits for the chain lock before the request is refused with a 503.
+NEONPRO_AUDIT_LOCK_TIMEOUT = env_int("NEONPRO_AUDIT_LOCK_TIMEOUT", 10)
 
 # -- Certificates / TLS --------------------------------------------------------------------
 NEONPRO_TLS_DIR = Path(os.environ.get("NEONPRO_TLS_DIR", NEONPRO_DATA_DIR / "tls"))
@@ -241,7 +294,7 @@ NEONPRO_TLS_KEY = os.environ.get("NEONPRO_TLS_KEY", "")
 
 # -- Security headers and cookies ----------------------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = 63072000
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
@@ -316,9 +369,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"redact_phi": {"()": "neonpro.audit.logging.RedactPHIFilter"}},
+    "filters": {
+        "redact_phi": {"()": "neonpro.audit.logging.RedactPHIFilter"},
+        "quiet_unavailable": {"()": "neonpro.security.unavailable.QuietUnavailable"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_phi"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("NEONPRO_LOG_LEVEL", "INFO")},
     # botocore logs request bodies (data keys!) at DEBUG: never below INFO.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "botocore": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "botocore": {"level": "INFO"},
+        "django.request": {"filters": ["quiet_unavailable"]},
+    },
 }

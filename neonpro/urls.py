@@ -30,6 +30,7 @@ handler500 = "neonpro.security.errors.server_error"
 urlpatterns = [
     path("", security_views.home, name="home"),
     path("healthz", security_views.healthz, name="healthz"),
+    path("readyz", security_views.readyz, name="readyz"),
     # Browsers ask for /favicon.ico on every page that names none (the admin's).
     path("favicon.ico", security_views.favicon, name="favicon"),
     path(

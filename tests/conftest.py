@@ -73,6 +73,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # Encryption-count reservations share the test's connection: a side connection would sit
     # inside its own test transaction, holding the key row's lock against the test itself.
     settings.DATABASES.pop("keys", None)
+    # Connections switch roles between the owner and the app (_use_role): no pools in this
+    # process, whose pools would keep the first role. The served app (tests/served.py) pools.
+    for db in settings.DATABASES.values():
+        db.get("OPTIONS", {}).pop("pool", None)
     settings.NEONPRO_DB_APP_ROLE = APP_ROLE
     settings.NEONPRO_DB_OWNER_ROLE = OWNER_ROLE
     # Templates resolve {% static %} without a collectstatic manifest.

@@ -9,8 +9,12 @@ accepted when they pass that check). Data keys are wrapped inside the token with
 as AAD; the stored blob is ``0x01 || IV || ciphertext || 16-byte tag``, the local provider's
 layout. Key ids are ``pkcs11:<token label>:<key label>``. Only the current label and
 NEONPRO_PKCS11_PREVIOUS_LABELS are held: any other id is a MasterKeyError. The PIN never appears
-in a message, and once the token rejects it this provider makes no further login attempt (a
-retry loop must not lock the PIN); a settings change builds a new provider.
+in a message, and once the token rejects it that PIN is not tried again (a retry loop or a
+restart loop must not lock the PIN): not by this process, whatever provider instance asks
+(system checks rebuild the provider), and not by another process sharing
+NEONPRO_PKCS11_REFUSAL_DIR (default ``NEONPRO_DATA_DIR/pkcs11``), where a 0600 marker per
+token records a salted scrypt of the refused PIN. A different PIN is tried (once); a successful
+login removes the marker. Per process, each distinct PIN is tried at most once.
 
 Settings, read when the provider is built (``from_settings``): NEONPRO_PKCS11_LIB,
 NEONPRO_PKCS11_TOKEN, NEONPRO_PKCS11_PIN_FILE (a 0600 file; wins) or NEONPRO_PKCS11_PIN,
@@ -33,6 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
 import os
 import stat
 import threading
@@ -48,6 +56,9 @@ from pkcs11.types import DecryptMixin, EncryptMixin
 
 from keys.exceptions import MasterKeyError, ProviderError
 from keys.providers.base import KeyProvider, MasterKeyInfo, WrappedKey
+from keys.secret import reveal
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Pkcs11Lib  # noqa: N812 - the extension names its class `lib`
@@ -137,9 +148,9 @@ def read_pin() -> tuple[str, str]:
         if not pin:
             raise ProviderError(f"PKCS#11 PIN file {path} is empty")
         return pin, f"NEONPRO_PKCS11_PIN_FILE {path}"
-    plain = getattr(settings, "NEONPRO_PKCS11_PIN", None)
+    plain = reveal(getattr(settings, "NEONPRO_PKCS11_PIN", None))
     if plain:
-        return str(plain), "NEONPRO_PKCS11_PIN"
+        return plain, "NEONPRO_PKCS11_PIN"
     raise ProviderError(
         "no PKCS#11 user PIN: point NEONPRO_PKCS11_PIN_FILE at a 0600 file holding it, or set NEONPRO_PKCS11_PIN"
     )
@@ -165,6 +176,7 @@ class Pkcs11KeyProvider(KeyProvider):
         key_label: str,
         previous_labels: Sequence[str] = (),
         pin_source: str = "the configured PIN",
+        refusal_dir: str | Path | None = None,
     ) -> None:
         if isinstance(previous_labels, str):
             raise ProviderError("NEONPRO_PKCS11_PREVIOUS_LABELS must be a list of key labels, not a string")
@@ -177,6 +189,7 @@ class Pkcs11KeyProvider(KeyProvider):
         self._pin_source = pin_source
         self._token: Token | None = None
         self._login_refused: str | None = None
+        self._refusals = _Refusals(self._lib_path, self._token_label, pin, refusal_dir)
 
     def __repr__(self) -> str:
         return f"<Pkcs11KeyProvider token={self._token_label!r} key={self._key_label!r}>"
@@ -191,6 +204,7 @@ class Pkcs11KeyProvider(KeyProvider):
             key_label=_setting("NEONPRO_PKCS11_KEY_LABEL", DEFAULT_KEY_LABEL),
             previous_labels=_setting("NEONPRO_PKCS11_PREVIOUS_LABELS", ()),
             pin_source=source,
+            refusal_dir=_setting("NEONPRO_PKCS11_REFUSAL_DIR", Path(_setting("NEONPRO_DATA_DIR", "var")) / "pkcs11"),
         )
 
     def _key_id(self, label: str) -> str:
@@ -322,12 +336,14 @@ class Pkcs11KeyProvider(KeyProvider):
                     self._token = None
 
     def _login(self, *, rw: bool) -> Session:
+        if self._login_refused is None:
+            self._login_refused = self._refusals.known()
         if self._login_refused:
             raise ProviderError(self._login_refused, permanent=True)
         token = self._get_token()
         where = f"PKCS#11 token {self._token_label!r}"
         try:
-            return token.open(rw=rw, user_pin=self._pin)
+            session = token.open(rw=rw, user_pin=self._pin)
         except (p11.UserAlreadyLoggedIn, p11.AnotherUserAlreadyLoggedIn):
             raise ProviderError(
                 f"another session of this process is logged in to {where}; the PKCS#11 provider must be its only user",
@@ -340,8 +356,10 @@ class Pkcs11KeyProvider(KeyProvider):
                 if not error.permanent:
                     self._token = None
                 raise error from None
-        self._login_refused = refused
-        raise ProviderError(refused, permanent=True)
+            self._login_refused = self._refusals.remember(refused)
+            raise ProviderError(self._login_refused, permanent=True) from None
+        self._refusals.accepted()
+        return session
 
     def _get_token(self) -> Token:
         if self._token is None:
@@ -387,12 +405,98 @@ class Pkcs11KeyProvider(KeyProvider):
         return cast("_Kek", key)
 
 
+# A PIN the token refused is never tried again by this process (whatever provider instance
+# asks: system checks and settings changes rebuild providers), nor by another process that
+# shares the refusal directory. Keyed by library, token label and PIN: a different PIN is tried.
+_REFUSED: dict[str, str] = {}
+_REFUSED_LOCK = threading.Lock()
+_PROCESS_SALT = os.urandom(32)
+
+
+class _Refusals:
+    """Remembered PIN refusals: per process (in memory) and across processes (a 0600 marker
+    file per token in ``refusal_dir`` holding a salted scrypt of the refused PIN, never the PIN;
+    it sits beside the PIN file's own protection level, readable only by the service account)."""
+
+    def __init__(self, lib: str, token: str, pin: str, directory: str | Path | None) -> None:
+        self._token = token
+        self._pin = pin.encode()
+        self._key = hmac.new(_PROCESS_SALT, b"\0".join([lib.encode(), token.encode(), self._pin]), "sha256").hexdigest()
+        name = hashlib.sha256(b"\0".join([lib.encode(), token.encode()])).hexdigest()[:24]
+        self.marker = Path(directory) / f"pin-refused-{name}.json" if directory else None
+        self._marker_checked = False
+        self._accepted = False
+
+    def known(self) -> str | None:
+        """The refusal already recorded for this PIN (by this process or another), if any."""
+        with _REFUSED_LOCK:
+            refused = _REFUSED.get(self._key)
+        if refused is not None or self.marker is None or self._marker_checked:
+            return refused
+        self._marker_checked = True
+        record = self._read()
+        if record is None or not hmac.compare_digest(record.get("fingerprint", ""), self._scrypt(record)):
+            return None
+        refused = (
+            f"{record.get('reason', 'PIN rejected')} (recorded at {record.get('at', '?')} in {self.marker}: this PIN "
+            "is not tried again by any process; configure the right PIN, or delete that file if the token's PIN "
+            "was reset to this one)"
+        )
+        with _REFUSED_LOCK:
+            _REFUSED[self._key] = refused
+        return refused
+
+    def remember(self, refused: str) -> str:
+        with _REFUSED_LOCK:
+            _REFUSED[self._key] = refused
+        if self.marker is not None:
+            salt = os.urandom(16).hex()
+            record = {"token": self._token, "salt": salt, "at": dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds")}
+            record |= {"reason": refused, "fingerprint": self._scrypt(record)}
+            try:
+                self.marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                temporary = self.marker.with_suffix(f".{os.getpid()}.tmp")
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(record, fh)
+                os.replace(temporary, self.marker)
+            except OSError as exc:
+                logger.warning("cannot record the PKCS#11 PIN refusal in %s (%s)", self.marker, exc.strerror)
+        return refused
+
+    def accepted(self) -> None:
+        """The PIN worked: a marker left by another (refused) PIN no longer applies."""
+        if self.marker is not None and not self._accepted:
+            self._accepted = True
+            with contextlib.suppress(OSError):
+                self.marker.unlink()
+
+    def _read(self) -> dict[str, str] | None:
+        assert self.marker is not None
+        try:
+            data = json.loads(self.marker.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            # An unreadable marker must not stop the login the operator asked for: tried once.
+            logger.warning("ignoring the unreadable PKCS#11 refusal marker %s", self.marker)
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _scrypt(self, record: dict[str, str]) -> str:
+        try:
+            salt = bytes.fromhex(str(record.get("salt", "")))
+        except ValueError:
+            return ""
+        return hashlib.scrypt(self._pin, salt=salt + self._token.encode(), n=2**14, r=8, p=1).hex()
+
+
 def _login_refusal(exc: p11.PKCS11Error, where: str, pin_source: str) -> str | None:
     """The message for a login failure that retrying cannot cure (and could make worse)."""
     if isinstance(exc, _PIN_REJECTED):
         return (
-            f"PIN rejected by {where} (from {pin_source}); no further login is attempted until the "
-            "configuration changes, so that retries cannot lock the PIN"
+            f"PIN rejected by {where} (from {pin_source}); this PIN is not tried again by this process, nor by "
+            "any process sharing NEONPRO_PKCS11_REFUSAL_DIR, so that retries and restarts cannot lock the PIN"
         )
     if isinstance(exc, p11.PinExpired):
         return f"the user PIN of {where} has expired; set a new one with the HSM's tooling"

@@ -1,8 +1,12 @@
 """AuditEvent: who did what to which resource, with what outcome — never PHI.
 
 Append-only (the application role may only INSERT and SELECT; a trigger refuses UPDATE,
-DELETE and TRUNCATE for everyone) and hash-chained: each event stores the hash of the one
-before it, and ``prev_hash`` is unique, so the chain cannot fork.
+DELETE and TRUNCATE for everyone) and chained: each event stores the hash of the one before
+it, and ``hash`` is an HMAC-SHA256 under the ``audit`` data key named by ``key_id`` (rows
+from before keyed hashing have no key id and a plain SHA-256; see docs/audit.md). Ids come
+from the table's sequence only (a CHECK and a trigger). ``prev_hash`` is deliberately not
+unique: one crafted row must not be able to make every later append fail; the verifier,
+which walks the rows in id order, is what refuses a fork.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ class AuditEvent(models.Model):
     user_agent_hash = models.CharField(max_length=64, blank=True)
     request_id = models.UUIDField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True)
-    prev_hash = models.BinaryField(max_length=32, unique=True)
+    prev_hash = models.BinaryField(max_length=32)
     hash = models.BinaryField(max_length=32, unique=True)
+    key_id = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -66,5 +71,5 @@ class AuditEvent(models.Model):
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.canonical())
-        data.update(id=self.pk, prev_hash=bytes(self.prev_hash).hex(), hash=bytes(self.hash).hex())
+        data.update(id=self.pk, prev_hash=bytes(self.prev_hash).hex(), hash=bytes(self.hash).hex(), key_id=self.key_id)
         return data

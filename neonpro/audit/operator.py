@@ -7,7 +7,10 @@ carries ``actor_role="operator"`` and the details ``operator``, ``reason`` and
 ``ticket_fingerprint``. A ticket reference is kept only as a keyed fingerprint: free text
 from a command line could hold anything (an MRN typed by mistake), and the audit log holds
 no free text; whoever has the ticket id can still check it against the log
-(``audit ticket-fingerprint TICKET``).
+(``audit ticket-fingerprint TICKET``). The fingerprint is an HMAC under a key derived from
+the ``audit`` MAC key, prefixed with that key's id: the audit key is never re-keyed away
+(old ones stay to verify the chain), so a fingerprint stays findable after any rotation,
+the index key's included.
 """
 
 from __future__ import annotations
@@ -45,12 +48,34 @@ def current_operator() -> Operator | None:
     return _current.get()
 
 
-def ticket_fingerprint(ticket: str) -> str:
-    """Keyed, one-way: the same ticket always gives the same fingerprint, which says nothing."""
-    from keys.crypto import blind_index
+TICKET_LABEL = b"neonpro.audit.ticket.v1"
 
-    normalized = ticket.strip().casefold()
-    return blind_index(normalized, context=b"neonpro.audit.ticket").hex()
+
+def ticket_fingerprint(ticket: str) -> str:
+    """Keyed, one-way: the same ticket gives the same fingerprint (under the active audit
+    key), which says nothing: 4 bytes of key id and 16 of HMAC, in hex."""
+    from keys.crypto import sign
+
+    return _fingerprint(*sign(_normalized(ticket), purpose="audit", label=TICKET_LABEL))
+
+
+def ticket_fingerprints(ticket: str) -> list[tuple[int, str]]:
+    """(audit key id, fingerprint) of ``ticket`` under every audit key still kept, the active
+    one first: what an event recorded before a rotation carries."""
+    from keys.crypto import sign_all
+
+    return [
+        (key_id, _fingerprint(key_id, tag))
+        for key_id, tag in sign_all(_normalized(ticket), purpose="audit", label=TICKET_LABEL)
+    ]
+
+
+def _normalized(ticket: str) -> bytes:
+    return ticket.strip().casefold().encode()
+
+
+def _fingerprint(key_id: int, tag: bytes) -> str:
+    return (key_id.to_bytes(4, "big") + tag[:16]).hex()
 
 
 def os_user() -> str:

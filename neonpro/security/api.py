@@ -19,10 +19,12 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from keys.exceptions import ProviderError, RowIntegrityError, StaleRowError
-from neonpro.audit.services import record_event
+from neonpro.audit.services import AuditUnavailableError, record_event
 from neonpro.security.context import Identity, current_identity
+from neonpro.security.unavailable import RETRY_AFTER_SECONDS, infrastructure_reason
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +42,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, RowIntegrityError):  # already audited where it was detected
         logger.error("row integrity check failed: %s", exc)
         return Response({"detail": "This record failed its integrity check; the incident was recorded."}, status=500)
+    if isinstance(exc, AuditUnavailableError):
+        response = Response({"detail": "The audit log is unavailable, so this request was refused; try again shortly."})
+        response.status_code, response["Retry-After"] = 503, "30"
+        return response
     if isinstance(exc, ProviderError):
         logger.error("key provider unavailable: %s", type(exc).__name__)
         return Response({"detail": "Encryption service unavailable; try again shortly."}, status=503)
+    reason = infrastructure_reason(exc)
+    if reason is not None:
+        set_rollback()
+        logger.error("service unavailable: %s", reason)
+        detail = f"Service temporarily unavailable: {reason}. Try again shortly."
+        return Response({"detail": detail}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     return drf_exception_handler(exc, context)
 
 

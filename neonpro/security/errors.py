@@ -9,11 +9,14 @@ other path a plain page. Wired in ``neonpro/urls.py`` (handler400/403/404/500) a
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
+
+from neonpro.security.unavailable import infrastructure_reason, unavailable_response
 
 API_PREFIX = "/api/"
 
@@ -45,9 +48,23 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Called while Django handles the exception: a database, pool, cache or key provider that
+    # is not there is a 503 with Retry-After (neonpro/security/unavailable.py), not a 500.
+    reason = infrastructure_reason(sys.exc_info()[1])
+    if reason is not None:
+        return unavailable_response(request, reason)
     if is_api(request):
         return _json("Internal error; it has been logged (without any patient data).", 500)
     return defaults.server_error(request)
+
+
+def audit_unavailable(request: HttpRequest) -> HttpResponse:
+    """503 when no audit event can be written: the request was refused, nothing was read or
+    changed; retrying later is the right thing to do."""
+    detail = "The audit log is unavailable, so this request was refused; try again shortly."
+    response: HttpResponse = _json(detail, 503) if is_api(request) else HttpResponse(detail, status=503)
+    response["Retry-After"] = "30"
+    return response
 
 
 def csrf_failure(request: HttpRequest, reason: str = "", **kwargs: Any) -> HttpResponse:

@@ -7,15 +7,19 @@ the transaction back on a server error, and tags the response with ``X-Request-I
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse
 
-from neonpro.audit.services import bind_request, record_event, unbind_request
+from neonpro.audit.services import AuditUnavailableError, bind_request, record_event, unbind_request
 from neonpro.security.context import acting_as, identity_for_user
+from neonpro.security.errors import audit_unavailable
+
+logger = logging.getLogger(__name__)
 
 
 class SecurityHeadersMiddleware:
@@ -61,8 +65,17 @@ class RequestContextMiddleware:
                 if response.status_code >= 500:
                     transaction.set_rollback(True)
             if response.status_code >= 500:
-                record_event("request.error", outcome="error", details={"status": response.status_code})
+                try:
+                    record_event("request.error", outcome="error", details={"status": response.status_code})
+                except AuditUnavailableError:
+                    pass  # already alerted; the response (a 503 if this is why) says so
+                except DatabaseError:  # the error is the database being gone: the 503 stands
+                    logger.error("request.error not audited: the audit database is unavailable")
         finally:
             unbind_request(token)
         response["X-Request-ID"] = str(request_id)
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """No audit, no service: an append that failed is a clear 503, not a 500."""
+        return audit_unavailable(request) if isinstance(exception, AuditUnavailableError) else None

@@ -52,7 +52,11 @@ def test_the_append_only_triggers_are_installed_and_enabled(owner_cursor: Any) -
     owner_cursor.execute(
         "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'audit_auditevent'::regclass AND NOT tgisinternal"
     )
-    assert dict(owner_cursor.fetchall()) == {"audit_append_only_rows": "O", "audit_append_only_truncate": "O"}
+    assert dict(owner_cursor.fetchall()) == {
+        "audit_append_only_rows": "O",
+        "audit_append_only_truncate": "O",
+        "audit_id_from_sequence": "O",
+    }
 
 
 @pytest.mark.parametrize("verb", sorted(STATEMENTS))

@@ -15,14 +15,18 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from keys.crypto import sign, verify_signature
+from keys.keyring import keyring
 from keys.signals import key_event
 from neonpro.audit.models import GENESIS, AuditEvent
 from neonpro.audit.services import (
+    CHAIN_LABEL,
     SYSTEM_ACTOR_ID,
     Actor,
     bind_request,
     current_request,
     export_events,
+    link_bytes,
     record_event,
     unbind_request,
     verify_chain,
@@ -55,7 +59,11 @@ def test_appended_events_link_into_one_chain_that_verifies() -> None:
     assert bytes(stored[2].prev_hash) == bytes(stored[1].hash)
     for event in stored:
         assert len(bytes(event.hash)) == 32
-        assert bytes(event.hash) == hashlib.sha256(bytes(event.prev_hash) + event.canonical()).digest()
+        # Keyed: an HMAC under the active audit key (named on the row) of the link, never a
+        # plain SHA-256 that anyone could compute.
+        assert event.key_id == keyring.mac_keys("audit")[0].key_id
+        assert bytes(event.hash) != hashlib.sha256(bytes(event.prev_hash) + event.canonical()).digest()
+        assert bytes(event.hash) == sign(link_bytes(event), purpose="audit", label=CHAIN_LABEL)[1]
     report = verify_chain()
     assert report.ok, report.problems
     assert report.checked >= 3
@@ -265,15 +273,21 @@ def test_export_filters_by_time_since_inclusive_until_exclusive(three_days: list
     assert first.pk in until and second.pk not in until and third.pk not in until
 
 
-def test_exported_events_carry_their_hashes_and_reverify_offline(three_days: list[AuditEvent]) -> None:
+def test_exported_events_carry_their_hashes_and_reverify_with_the_audit_key(three_days: list[AuditEvent]) -> None:
     events = three_days
     rows = list(export_events(since=dt.datetime(1999, 3, 1, tzinfo=UTC), until=dt.datetime(1999, 3, 4, tzinfo=UTC)))
     assert [row["id"] for row in rows] == [event.pk for event in events]
     for row, event in zip(rows, events, strict=True):
         assert row["hash"] == bytes(event.hash).hex() and row["prev_hash"] == bytes(event.prev_hash).hex()
-        payload = {key: value for key, value in row.items() if key not in ("id", "hash", "prev_hash")}
+        assert row["key_id"] == event.key_id is not None
+        payload = {key: value for key, value in row.items() if key not in ("id", "hash", "prev_hash", "key_id")}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        assert hashlib.sha256(bytes.fromhex(row["prev_hash"]) + canonical).hexdigest() == row["hash"]
+        link = bytes.fromhex(row["prev_hash"]) + row["id"].to_bytes(8, "big", signed=True) + canonical
+        # Whoever holds the audit key reverifies an export; without it, nobody can recompute it.
+        assert verify_signature(
+            link, bytes.fromhex(row["hash"]), purpose="audit", label=CHAIN_LABEL, key_id=row["key_id"]
+        )
+        assert hashlib.sha256(bytes.fromhex(row["prev_hash"]) + canonical).hexdigest() != row["hash"]
     assert rows[1]["prev_hash"] == rows[0]["hash"] and rows[2]["prev_hash"] == rows[1]["hash"]
 
 
@@ -523,7 +537,9 @@ def test_an_edited_first_event_is_named() -> None:
     for n in range(3):
         record_event("audit_test.genesis", details={"n": n})
     _temp_update("purpose = 'edited' WHERE id = %s", [1])
-    assert verify_chain().problems == ["event 1: content does not match its hash: the event was edited"]
+    assert verify_chain().problems == [
+        "event 1: content does not match its hash: the event was edited, or forged without the audit key"
+    ]
 
 
 @pytest.mark.usefixtures("empty_chain")

@@ -71,7 +71,11 @@ def test_an_edited_event_is_detected(commit_events: Any, dba: Any, change: str) 
     assert _verify().ok
 
 
-def test_an_edited_event_with_a_recomputed_hash_is_detected_at_the_next(commit_events: Any, dba: Any) -> None:
+def test_an_edited_event_with_a_recomputed_hash_is_detected_itself(commit_events: Any, dba: Any) -> None:
+    """The forge: whoever edits an event and recomputes its hash the way anyone can (SHA-256)
+    no longer gets past it: the hash is an HMAC under the audit key. (Before keyed hashing
+    only the next event's broken link showed it, and a forger who rewrote the rest of the
+    chain, or appended at the tail, went unnoticed.)"""
     _, edited, following = commit_events(3)
 
     def forge() -> bytes:
@@ -81,7 +85,8 @@ def test_an_edited_event_with_a_recomputed_hash_is_detected_at_the_next(commit_e
 
     statement = "UPDATE audit_auditevent SET outcome = 'denied', hash = %s WHERE id = %s"
     with dba.tampered([edited], (statement, [in_thread(forge), edited])):
-        _assert_detected(following, f"does not follow the previous event (after event {edited})")
+        _assert_detected(edited, "content does not match its hash")
+        assert _verify().problems[1].startswith(f"event {following}: does not follow the previous event (after event {edited})")
     assert _verify().ok
 
 

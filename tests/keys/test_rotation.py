@@ -252,13 +252,20 @@ def test_commands_rotate_usage_retire_destroy(patient_factory, fresh_keys) -> No
         call_command("keys", "usage", "999999")
 
 
-def test_rotate_master_command_with_a_new_local_key_file(patient_factory, tmp_path: Path, fresh_keys) -> None:  # type: ignore[no-untyped-def]
-    patient_factory()
+def test_rotate_master_command_with_a_new_local_key_file(patient_factory, settings, tmp_path: Path, fresh_keys) -> None:  # type: ignore[no-untyped-def]
+    patient = patient_factory(full_name="Runbook")
     target = tmp_path / "next-master.key"
+    call_command("keys", "create-master", "--path", str(target), stdout=StringIO())  # step 0
+    assert target.stat().st_mode & 0o777 == 0o600
+    # step 1: the new key is current, the old one still unwraps (the runbook in docs/keys.md)
+    settings.NEONPRO_MASTER_KEY_PREVIOUS = [settings.NEONPRO_MASTER_KEY]
+    settings.NEONPRO_MASTER_KEY, settings.NEONPRO_MASTER_KEY_FILE = None, str(target)
     out = StringIO()
     call_command("keys", "rotate-master", "--new-key-file", str(target), stdout=out)
-    assert target.stat().st_mode & 0o777 == 0o600
     assert "NEONPRO_MASTER_KEY_FILE" in out.getvalue() and "NEONPRO_MASTER_KEY_PREVIOUS_FILES" in out.getvalue()
+    settings.NEONPRO_MASTER_KEY_PREVIOUS = []
+    keyring.clear()
+    assert Patient.objects.get(pk=patient.pk).full_name == "Runbook"
 
 
 def test_cached_keys_keep_working_when_the_provider_fails(patient_factory, settings, monkeypatch, fresh_keys) -> None:  # type: ignore[no-untyped-def]
@@ -311,6 +318,7 @@ def test_rotate_master_to_pkcs11_command(patient_factory, settings, hsm, fresh_k
         hsm.pin,
     )
     settings.NEONPRO_PKCS11_KEY_LABEL = "neonpro-kek"
+    settings.NEONPRO_KEY_PROVIDER, settings.NEONPRO_KEY_PROVIDER_FALLBACKS = "pkcs11", ["local"]  # the runbook's step 2
     out = StringIO()
     call_command("keys", "rotate-master", "--to", "pkcs11", stdout=out)
     assert "NEONPRO_KEY_PROVIDER=pkcs11" in out.getvalue() and "NEONPRO_KEY_PROVIDER_FALLBACKS" in out.getvalue()

@@ -327,6 +327,8 @@ def test_two_concurrent_requests_cannot_both_pass_or_stack(monkeypatch: pytest.M
             patient = Patient.objects.create(full_name="Race Canary", date_of_birth=dt.date(1990, 1, 1), mrn="RACE-1")
         return clinician, patient.pk
 
+    # Committed rows (and their append-only audit events) outlive this test: other tests scope
+    # what they count to their own personas.
     clinician, patient_id = in_thread(seed)
     from keys.keyring import keyring
 

@@ -31,7 +31,9 @@ class Command(BaseCommand):
         rotate.add_argument("--due", action="store_true", help="Only keys past their rotation policy.")
         master = sub.add_parser("rotate-master", help="Rewrap every data key under a new master key.")
         target = master.add_mutually_exclusive_group(required=True)
-        target.add_argument("--new-key-file", type=Path, help="Local: a new 0600 key file (created if missing).")
+        target.add_argument(
+            "--new-key-file", type=Path, help="Local: the new 0600 key file, already configured as current (see docs)."
+        )
         target.add_argument("--to", dest="provider", help="Another provider, e.g. pkcs11 or aws-kms.")
         again = sub.add_parser("reencrypt", help="Move every value onto the active keys (resumable).")
         again.add_argument("--purpose", choices=["field", "index"], default="field")
@@ -127,22 +129,26 @@ class Command(BaseCommand):
     def handle_rotate_master(self, *, new_key_file: Path | None, provider: str | None, **options: Any) -> None:
         from keys.providers import build_provider
         from keys.providers.base import KeyProvider
-        from keys.providers.local import LocalKeyProvider, generate_master_key, write_key_file
+        from keys.providers.local import LocalKeyProvider
         from keys.rotation import rotate_master_key
 
         target: KeyProvider
         if new_key_file is not None:
             if not new_key_file.exists():
-                write_key_file(new_key_file, generate_master_key())
+                raise CommandError(
+                    f"{new_key_file} does not exist. Create it first (`manage.py keys create-master --path "
+                    f"{new_key_file}`), configure every process with it (docs/keys.md, step 1), then run this again."
+                )
             target = LocalKeyProvider.from_key_file(new_key_file)
-            hint = f"set NEONPRO_MASTER_KEY_FILE={new_key_file} (keep the old file in NEONPRO_MASTER_KEY_PREVIOUS_FILES"
+            hint = f"NEONPRO_MASTER_KEY_FILE={new_key_file}; remove the old file from NEONPRO_MASTER_KEY_PREVIOUS_FILES"
         else:
             assert provider is not None
             target = build_provider(provider)
-            hint = f"set NEONPRO_KEY_PROVIDER={provider} (keep the old provider in NEONPRO_KEY_PROVIDER_FALLBACKS"
+            hint = f"NEONPRO_KEY_PROVIDER={provider}; remove the old provider from NEONPRO_KEY_PROVIDER_FALLBACKS"
+        services.require_configured_master_key(target.current_key_id)
         count = rotate_master_key(target)
         self.stdout.write(f"Rewrapped {count} keys under master key {target.current_key_id}.")
-        self.stdout.write(f"Now {hint} until every process has restarted, then remove it).")
+        self.stdout.write(f"Keep {hint} once `keys verify` passes (docs/keys.md, step 3).")
 
     def handle_reencrypt(self, *, purpose: str, batch: int, **options: Any) -> None:
         from keys.reencrypt import reencrypt

@@ -1,0 +1,42 @@
+"""Server-side time limits, and the few places that lift them for their own long statements.
+
+Every connection of the app starts with ``statement_timeout``, ``lock_timeout`` and
+``idle_in_transaction_session_timeout`` (settings ``NEONPRO_DB_*_TIMEOUT_MS``, sent as startup
+options; on the role itself behind a transaction-mode pooler). Migrations and the
+re-encryption job run statements that may take longer than a request may: ``long_statements``
+raises ``statement_timeout`` for one transaction (``SET LOCAL``), and migrations lift it for
+their session — ``lock_timeout`` stays, so a migration waiting for a table lock gives up
+rather than queueing every request behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+
+
+def _postgresql(using: str) -> bool:
+    return bool(connections[using].vendor == "postgresql")
+
+
+@contextmanager
+def long_statements(using: str = "default", *, milliseconds: int | None = None) -> Iterator[None]:
+    """Inside a transaction: its statements may run ``milliseconds`` (default
+    ``NEONPRO_DB_LONG_STATEMENT_TIMEOUT_MS``, 10 minutes) instead of a request's limit."""
+    if milliseconds is None:
+        milliseconds = int(getattr(settings, "NEONPRO_DB_LONG_STATEMENT_TIMEOUT_MS", 600_000))
+    if _postgresql(using):
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(milliseconds)}ms"])
+    yield
+
+
+def lift_for_migrations(*, using: str = "default", **kwargs: Any) -> None:
+    """``pre_migrate``: a migration's statements (an index build, a data move) are not timed."""
+    if _postgresql(using):
+        with connections[using].cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
