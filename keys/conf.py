@@ -137,6 +137,12 @@ class KeysSettings:
         return float(getattr(settings, "NEONPRO_KEY_CACHE_TTL", 300))
 
     @property
+    def LEGACY_ROWS_READABLE(self) -> bool:  # noqa: N802
+        """Whether sealed models (keys.integrity) still read rows written before row seals
+        (version 0). Turn off once ``keys reencrypt`` has upgraded every row."""
+        return bool(getattr(settings, "NEONPRO_LEGACY_ROWS_READABLE", True))
+
+    @property
     def PROVIDER_DEADLINE(self) -> float:  # noqa: N802
         """Seconds a request waits for the key provider (KMS/HSM) before failing (keys.flight)."""
         return _positive("NEONPRO_KEY_PROVIDER_DEADLINE", 5.0)

@@ -68,6 +68,25 @@ class AuthenticationError(DecryptionError):
     ciphertext, or moved from another row or column."""
 
 
+class RowIntegrityError(DecryptionError):
+    """A sealed row (``keys.integrity``) failed its check: its linked columns or version were
+    altered, it has no seal where one is required, or it changed while being edited."""
+
+    def _message(self) -> str:
+        message = "row integrity check failed"
+        if self.where:
+            message += f" for {self.where}"
+        message += f": {self.reason}"
+        if self.key_id is not None:
+            message += f" (MAC key {self.key_id})"
+        return message
+
+
+class StaleRowError(KeysError):
+    """A sealed row changed in the database after this copy of it was loaded; saving the
+    copy would overwrite the newer values."""
+
+
 class ProviderError(KeysError):
     """A key provider (local key file, HSM, external KMS) failed.
 

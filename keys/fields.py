@@ -6,7 +6,8 @@ Guarantees:
   ``bulk_create()`` both call — and decrypted lazily on first attribute access, so a request
   pays only for the fields it reads. Nothing is encrypted or decrypted at import time.
 * The associated data binds each value to ``app_label.model.field`` and the row's UUID
-  primary key: a value copied to another row or column fails to decrypt.
+  primary key: a value copied to another row or column fails to decrypt. On models with row
+  integrity (``keys.integrity``) it also binds the row's owner and version (context v2).
 * ``None`` is stored as SQL NULL. Only ``isnull`` lookups work on ordinary encrypted
   fields; searchable fields (``search=...``) also support ``exact`` and ``in`` through a
   keyed, normalised blind index stored as the first 20 bytes of the same column (so a
@@ -44,10 +45,13 @@ from keys.sealing import (
     INDEX_TOKEN_SIZE,
     ROW_CONTEXT,
     SEALED_PK,
+    OnFailure,
     Reader,
+    RowContext,
     Sealer,
     make_column_sealer,
     make_reader,
+    make_row_context,
     make_sealer,
     row_context,
 )
@@ -112,6 +116,9 @@ class EncryptedMixin(_MixinBase):
         self._prefix = b""
         self.label = ""
         self.pk_attname = "id"
+        # Row context and failure hook; keys.integrity binds them for models with row integrity.
+        self._context_of: RowContext = row_context
+        self._on_failure: OnFailure | None = None
         # str fields decode with the C method itself; the others through their decode().
         self._decode: Any = bytes.decode if self.python_type_name == "str" else self.decode
         super().__init__(*args, **kwargs)
@@ -141,6 +148,8 @@ class EncryptedMixin(_MixinBase):
             decode=self._decode,
             pk_attname=self.pk_attname,
             where=self.where,
+            context_of=self._context_of,
+            on_failure=self._on_failure,
         )
         self._stash = f"_keys_sealed:{self.attname}"
         self.seal_column = make_column_sealer(
@@ -150,6 +159,7 @@ class EncryptedMixin(_MixinBase):
             pk_attname=self.pk_attname,
             encode=self.encode,
             stash=self._stash,
+            context_of=self._context_of,
         )
 
     def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
@@ -209,7 +219,7 @@ class EncryptedMixin(_MixinBase):
         return f"{self.label} of row {pk}"
 
     def _row_context(self, data: dict[str, Any], pk: Any) -> tuple[Any, bytes]:
-        return row_context(data, pk, self.label)
+        return self._context_of(data, pk, self.label)
 
     def open_value(self, data: dict[str, Any], token: bytes, pk: Any = None) -> Any:
         """Decrypt a stored value; ``data`` is the instance ``__dict__``.
@@ -226,7 +236,7 @@ class EncryptedMixin(_MixinBase):
             data = {}
         row = data.get(ROW_CONTEXT)
         if row is None or row[0] is not pk:
-            row = row_context(data, pk, self.label)
+            row = self._context_of(data, pk, self.label)
         return self._seal(plaintext, value, row[1])
 
     def normalize(self, value: Any) -> str:
@@ -263,7 +273,7 @@ class EncryptedMixin(_MixinBase):
             data[self.attname] = value
         row = data.get(ROW_CONTEXT)
         if row is None or row[0] is not pk:
-            row = row_context(data, pk, self.label)
+            row = self._context_of(data, pk, self.label)
         return self._seal(self.encode(value), value, row[1])
 
     python_type_name = "value"
@@ -556,7 +566,12 @@ def _bind_primary_key(sender: type[models.Model], **kwargs: Any) -> None:
     pk = sender._meta.pk
     if pk is None:
         return
+    integrity = getattr(sender, "row_integrity", None)
     for field in sender._meta.concrete_fields:
         if isinstance(field, EncryptedMixin):
             field.pk_attname = pk.attname
+            if integrity is not None and not sender._meta.abstract:
+                owner = cast("models.Field[Any, Any]", sender._meta.get_field(integrity.owner)).attname
+                field._context_of = make_row_context(owner, integrity.version)
+                field._on_failure = integrity.reporter(sender)
             field._bind_reader()

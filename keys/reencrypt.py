@@ -19,6 +19,8 @@ Guarantees:
   skipped, counted (``values_unreadable``) and reported, and the job goes on to finish.
 * A job that fails records why (``failed`` with the error's type and safe message) and the
   failure is audited (``key.reencrypt_failed``); it never stays ``running`` silently.
+* Sealed models (``keys.integrity``) are re-sealed row by row in the same locked batch:
+  every value, the row version and the row seal, so legacy rows are upgraded too.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from keys import envelope
 from keys.conf import keys_settings
 from keys.exceptions import KeysError
 from keys.fields import INDEX_PREFIX_SIZE, EncryptedMixin, encrypted_fields
+from keys.integrity import has_row_integrity, upgrade_rows
 from keys.keyring import keyring
 from keys.models import DataKey, ReencryptionJob
 from keys.signals import key_event
@@ -210,7 +213,10 @@ def _run_job(
                 job.save(update_fields=["status", "finished_at", "updated_at"])
                 break
             unreadable = _Count()
-            changed = _reencrypt_rows(rows, fields, targets, model._meta.pk.attname, unreadable)
+            sealed = _upgrade_sealed(model, rows, targets)  # None unless the model has row integrity
+            changed = (
+                _reencrypt_rows(rows, fields, targets, model._meta.pk.attname, unreadable) if sealed is None else []
+            )
             if changed:
                 params: list[Any] = [[row[0] for row in changed]]
                 params += [[row[i + 1] for row in changed] for i in range(len(fields))]
@@ -218,7 +224,7 @@ def _run_job(
                     cursor.execute(update, params)
             job.last_pk = rows[-1][0]
             job.rows_done += len(rows)
-            job.rows_changed += len(changed)
+            job.rows_changed += len(changed) if sealed is None else sealed
             job.values_unreadable += unreadable.n
             job.save(update_fields=["last_pk", "rows_done", "rows_changed", "values_unreadable", "updated_at"])
         if budget is not None:
@@ -262,6 +268,14 @@ class _Count:
 
     def __init__(self) -> None:
         self.n = 0
+
+
+def _upgrade_sealed(model: type[models.Model], rows: list[tuple[Any, ...]], targets: _Targets) -> int | None:
+    """Sealed models (keys.integrity) re-seal their rows themselves — values, version and row
+    seal together, legacy rows upgraded — in this batch's transaction; the count changed."""
+    if not has_row_integrity(model):
+        return None
+    return upgrade_rows(model, [row[0] for row in rows], targets.field_header)
 
 
 def _reencrypt_rows(

@@ -36,11 +36,17 @@ from keys.keyring import keyring
 # (pk, its 16 bytes) so a row's fields share one conversion.
 SEALED_PK = "_keys_sealed_pk"
 ROW_CONTEXT = "_keys_row_context"
+# For rows with integrity binding (keys.integrity): the owner and version bytes the row's
+# ciphertexts were sealed for, as loaded (b"" for a legacy row, sealed with the v1 context).
+ROW_BINDING = "_keys_row_binding"
+BOUND_CONTEXT = b"\x02"  # marks the v2 context: pk ‖ 0x02 ‖ owner's 16 bytes ‖ 8-byte version
 INDEX_TOKEN_SIZE = 20  # 4-byte index-key id + 16-byte truncated HMAC-SHA256
 AUTH_FAILED = "authentication failed: the value was altered, truncated, or moved from another row or column"
 
 Sealer = Callable[[bytes, Any, bytes], bytes]
 Reader = Callable[..., Any]
+RowContext = Callable[[dict[str, Any], Any, str], tuple[Any, bytes]]
+OnFailure = Callable[[Any, DecryptionError], None]
 _UUID = uuid.UUID
 _monotonic = time.monotonic  # module-level, so tests can move the clock
 
@@ -59,6 +65,41 @@ def row_context(data: dict[str, Any], pk: Any, where: str) -> tuple[Any, bytes]:
         raise DecryptionError("the row's primary key is not a UUID", where=where) from None
     data[ROW_CONTEXT] = context
     return context
+
+
+def binding_of(data: dict[str, Any], owner: str, version: str, where: str) -> bytes:
+    """The v2 context suffix (0x02 ‖ owner UUID ‖ version) of a row's current values; b"" at version 0."""
+    number = data.get(version)
+    if not number:
+        return b""
+    value = data.get(owner)
+    if value is None:
+        raise DecryptionError("the row has no owner (or it was not loaded) to authenticate against", where=where)
+    try:
+        owner_bytes = value.bytes if value.__class__ is _UUID else _UUID(str(value)).bytes
+    except ValueError:
+        raise DecryptionError("the row's owner is not a UUID", where=where) from None
+    return BOUND_CONTEXT + owner_bytes + int(number).to_bytes(8, "big")
+
+
+def make_row_context(owner: str, version: str) -> RowContext:
+    """A :func:`row_context` for models whose values are bound to their owner and version too.
+
+    The bytes after the label are pk ‖ the binding the values were sealed for: the one
+    recorded at load time (``ROW_BINDING``) or, for a row not loaded from the database, the
+    binding of its current owner and version.
+    """
+
+    def bound_row_context(data: dict[str, Any], pk: Any, where: str) -> tuple[Any, bytes]:
+        pk, pk_bytes = row_context(data, pk, where)
+        binding = data.get(ROW_BINDING)
+        if binding is None:
+            binding = binding_of(data, owner, version, where)
+        context = (pk, pk_bytes + binding)
+        data[ROW_CONTEXT] = context
+        return context
+
+    return bound_row_context
 
 
 def make_sealer(label: bytes, normalize: Callable[[str], str] | None) -> Sealer:
@@ -106,12 +147,21 @@ def make_sealer(label: bytes, normalize: Callable[[str], str] | None) -> Sealer:
 
 
 def make_reader(
-    label: bytes, *, searchable: bool, decode: Callable[[bytes], Any], pk_attname: str, where: Callable[[Any], str]
+    label: bytes,
+    *,
+    searchable: bool,
+    decode: Callable[[bytes], Any],
+    pk_attname: str,
+    where: Callable[[Any], str],
+    context_of: RowContext = row_context,
+    on_failure: OnFailure | None = None,
 ) -> Reader:
     """``read(data, stored, pk=None) -> value`` for one field.
 
     ``data`` is the instance ``__dict__``; ``pk`` the row the value was sealed for (default:
-    the primary key it was loaded with); ``where(pk)`` names the value in errors.
+    the primary key it was loaded with); ``where(pk)`` names the value in errors;
+    ``context_of`` computes the row's context bytes; ``on_failure(pk, error)`` hears of every
+    failure before it is raised.
     """
     aeads = keyring._aeads
     load_aead = keyring.aead_for_header
@@ -130,7 +180,7 @@ def make_reader(
             pk = data.get(SEALED_PK) or data.get(pk_attname)
         row = data.get(ROW_CONTEXT)
         if row is None or row[0] is not pk:
-            row = row_context(data, pk, field_label)
+            row = context_of(data, pk, field_label)
         header = stored[start:header_end]
         aead = aeads.get(header)
         try:
@@ -139,9 +189,17 @@ def make_reader(
             aad = header + label + row[1] + stored[:start] if start else header + label + row[1]
             return decode(aead.decrypt(stored[header_end:nonce_end], stored[nonce_end:], aad))
         except InvalidTag:
-            raise AuthenticationError(AUTH_FAILED, key_id=int.from_bytes(header[1:], "big"), where=where(pk)) from None
+            error: DecryptionError = AuthenticationError(
+                AUTH_FAILED, key_id=int.from_bytes(header[1:], "big"), where=where(pk)
+            )
+            if on_failure is not None:
+                on_failure(pk, error)
+            raise error from None
         except DecryptionError as exc:
-            raise exc.at(where(pk)) from None
+            error = exc.at(where(pk))
+            if on_failure is not None:
+                on_failure(pk, error)
+            raise error from None
 
     return read
 
@@ -157,6 +215,7 @@ def make_column_sealer(
     pk_attname: str,
     encode: Callable[[Any], bytes],
     stash: str,
+    context_of: RowContext = row_context,
 ) -> Callable[[list[dict[str, Any]]], int]:
     """``seal_column(instance_dicts)``: seal one field of many rows at once (``bulk_create``).
 
@@ -191,7 +250,7 @@ def make_column_sealer(
                 pk = data[pk_attname]
                 row = data.get(ROW_CONTEXT)
                 if row is None or row[0] is not pk:
-                    row = row_context(data, pk, where)
+                    row = context_of(data, pk, where)
                 value = data[attname]
                 nonce = urandom(nonce_size)
                 if normalize is None:

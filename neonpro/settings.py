@@ -254,6 +254,9 @@ NEONPRO_KEY_MAX_TRANSACTION_SECONDS = env_int("NEONPRO_KEY_MAX_TRANSACTION_SECON
 NEONPRO_KEY_PROVIDER_FALLBACKS = env_list("NEONPRO_KEY_PROVIDER_FALLBACKS", [])
 NEONPRO_MASTER_KEY_PREVIOUS_FILES = env_list("NEONPRO_MASTER_KEY_PREVIOUS_FILES", [])
 NEONPRO_KEY_ROTATION: dict[str, dict[str, int]] = {}  # per purpose: max_age_days, max_encryptions
+# Clinical rows written before row seals (keys.integrity) read until this is False; set it
+# False once `keys reencrypt` has upgraded them, so an unsealed row is refused (docs/encryption.md).
+NEONPRO_LEGACY_ROWS_READABLE = env_bool("NEONPRO_LEGACY_ROWS_READABLE", True)
 # Provider settings come straight from the environment when present (modules hold defaults).
 for _name in (
     "NEONPRO_PKCS11_LIB",

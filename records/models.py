@@ -1,4 +1,10 @@
-"""Medical records and appointments: clinical content encrypted, rows scoped by patient."""
+"""Medical records and appointments: clinical content encrypted, rows scoped by patient.
+
+Both are sealed rows (``keys.integrity``): every encrypted value is bound to the row, its
+patient and its version, and a row seal covers the plain columns that link it (patient,
+provider, dates, status). Each saved state of a medical record is kept, encrypted, in the
+append-only ``MedicalRecordRevision``.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from keys.fields import EncryptedJSONField, EncryptedTextField
+from keys.integrity import RowIntegrity, SealedRow
 from neonpro.security.context import Identity
 from neonpro.security.scoping import ScopedManager
 from patients.models import Patient, readable_patient_ids
 
 
-class MedicalRecord(models.Model):
+class MedicalRecord(SealedRow):
+    row_integrity = RowIntegrity(owner="patient", sealed=("provider", "record_date"))
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # db_index=False where a composite index (Meta.indexes) already starts with the column.
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="records", db_index=False)
@@ -34,7 +43,7 @@ class MedicalRecord(models.Model):
     # Default manager: scoped to the caller. Base manager (Django internals): plain, with
     # PostgreSQL RLS underneath.
     objects = ScopedManager()
-    _plain = models.Manager()  # noqa: DJ012
+    _plain = models.Manager()
 
     class Meta:
         base_manager_name = "_plain"
@@ -51,7 +60,72 @@ class MedicalRecord(models.Model):
         return readable_patient_ids(identity)
 
 
-class Appointment(models.Model):
+class MedicalRecordRevision(SealedRow):
+    """One saved state of a medical record (who saved it, when, at which version): append-only
+    (a trigger refuses DELETE, TRUNCATE and any UPDATE but re-encryption's, which keeps every
+    plain column and raises the row version), encrypted and scoped like the record."""
+
+    class Action(models.TextChoices):
+        CREATE = "create", "Created"
+        UPDATE = "update", "Amended"
+        BASELINE = "baseline", "State before the first recorded amendment"
+
+    row_integrity = RowIntegrity(
+        owner="patient",
+        sealed=(
+            "record",
+            "provider",
+            "record_version",
+            "action",
+            "changed_by",
+            "changed_at",
+            "changed_fields",
+            "record_date",
+        ),
+    )
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    record = models.ForeignKey(MedicalRecord, on_delete=models.PROTECT, related_name="revisions", db_index=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+", db_index=False)
+    provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    record_version = models.PositiveBigIntegerField(help_text="The record's row version this state had.")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    changed_by = models.UUIDField(help_text="Id of the user (or the system actor) who saved this state.")
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_fields = models.JSONField(default=list, help_text="Names of the fields changed; never values.")
+    record_date = models.DateField()
+    diagnosis = EncryptedTextField(blank=True, default="")
+    treatment_plan = EncryptedTextField(blank=True, default="")
+    medications = EncryptedTextField(blank=True, default="")
+    lab_results = EncryptedJSONField(null=True, blank=True)
+    notes = EncryptedTextField(blank=True, default="")
+
+    objects = ScopedManager()
+    _plain = models.Manager()
+
+    class Meta:
+        base_manager_name = "_plain"
+        constraints = [
+            models.UniqueConstraint(fields=["record", "record_version"], name="record_revision_unique_version"),
+            models.CheckConstraint(
+                condition=Q(action__in=["create", "update", "baseline"]), name="record_revision_action_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Medical record revision {self.pk}"
+
+    def __repr__(self) -> str:
+        return f"<MedicalRecordRevision {self.pk}>"
+
+    @classmethod
+    def scope_filter(cls, identity: Identity) -> Q:
+        return readable_patient_ids(identity)
+
+
+class Appointment(SealedRow):
+    row_integrity = RowIntegrity(owner="patient", sealed=("provider", "scheduled_at", "duration_minutes", "status"))
+
     class Status(models.TextChoices):
         REQUESTED = "requested", "Requested"
         CONFIRMED = "confirmed", "Confirmed"
@@ -77,7 +151,7 @@ class Appointment(models.Model):
     # Default manager: scoped to the caller. Base manager (Django internals): plain, with
     # PostgreSQL RLS underneath.
     objects = ScopedManager()
-    _plain = models.Manager()  # noqa: DJ012
+    _plain = models.Manager()
 
     class Meta:
         base_manager_name = "_plain"

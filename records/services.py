@@ -9,16 +9,20 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from keys.exceptions import RowIntegrityError
+from keys.signals import integrity_failure
 from neonpro.audit.services import SYSTEM_ACTOR_ID, record_event
 from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import Identity, system_context
 from patients.models import Patient, active_care_team, active_care_team_members
 from patients.services import access_purpose
-from records.models import Appointment, MedicalRecord
+from records.models import Appointment, MedicalRecord, MedicalRecordRevision
 
 RECORD = "records.medicalrecord"
 APPOINTMENT = "records.appointment"
 RECORD_FIELDS = ("record_date", "diagnosis", "treatment_plan", "medications", "lab_results", "notes")
+CLINICAL_FIELDS = ("diagnosis", "treatment_plan", "medications", "lab_results", "notes")
+ROLLED_BACK = "the row is older than its history: an earlier copy of the whole row was put back"
 APPOINTMENT_FIELDS = ("scheduled_at", "duration_minutes", "status", "reason", "notes")
 CANCELLABLE = ("requested", "confirmed")
 PROVIDER_REFUSED = "Choose a clinician on the patient's care team."
@@ -45,9 +49,55 @@ def list_records(identity: Identity, patient_id: uuid.UUID | str) -> list[Medica
 
 
 def get_record(identity: Identity, pk: uuid.UUID | str) -> MedicalRecord:
-    return read_visible(
+    """Raises MedicalRecord.DoesNotExist (not visible) and RowIntegrityError (tampered row,
+    or a row older than its history)."""
+    record = read_visible(
         MedicalRecord, pk, action="record.read", purpose_of=lambda r: access_purpose(identity, r.patient_id)
     )
+    _check_history(record)
+    return record
+
+
+def _check_history(record: MedicalRecord) -> None:
+    """A whole older copy of the row (columns, version and seal together) passes the row's own
+    checks; its history, append-only and sealed, still knows the newest version."""
+    latest = MedicalRecordRevision.objects.filter(record_id=record.pk).order_by("-record_version").first()
+    if latest is not None and latest.record_version > record.row_version:
+        error = RowIntegrityError(ROLLED_BACK, where=f"{RECORD} row {record.pk}")
+        integrity_failure.send_robust(
+            __name__, model=RECORD, pk=record.pk, check="history", code="older_than_history", key_id=None
+        )
+        raise error
+
+
+def record_history(identity: Identity, record_id: uuid.UUID | str) -> list[MedicalRecordRevision]:
+    """Every saved state of a visible record, oldest first (each decrypts on access)."""
+    record = get_visible(MedicalRecord, record_id, action="record.history")
+    revisions = list(MedicalRecordRevision.objects.filter(record_id=record.pk).order_by("record_version"))
+    record_event(
+        "record.history",
+        resource_type=RECORD,
+        resource_id=record.pk,
+        patient_id=record.patient_id,
+        purpose=access_purpose(identity, record.patient_id),
+        details={"count": len(revisions)},
+    )
+    return revisions
+
+
+def _save_revision(identity: Identity, record: MedicalRecord, action: str, fields: list[str]) -> None:
+    """Append the record's state as it is now (its current version) to its history."""
+    MedicalRecordRevision(
+        record_id=record.pk,
+        patient_id=record.patient_id,
+        provider_id=record.provider_id,
+        record_version=record.row_version,
+        action=action,
+        changed_by=identity.user_id or SYSTEM_ACTOR_ID,
+        changed_fields=sorted(fields),
+        record_date=record.record_date,
+        **{name: getattr(record, name) for name in CLINICAL_FIELDS},
+    ).save(force_insert=True)
 
 
 def create_record(identity: Identity, patient_id: uuid.UUID | str, data: dict[str, Any]) -> MedicalRecord:
@@ -61,6 +111,7 @@ def create_record(identity: Identity, patient_id: uuid.UUID | str, data: dict[st
     record.full_clean(exclude=["provider"] if identity.role == "system" else None)
     with transaction.atomic():
         record.save(force_insert=True)
+        _save_revision(identity, record, MedicalRecordRevision.Action.CREATE, sorted(data))
         record_event(
             "record.create",
             resource_type=RECORD,
@@ -72,8 +123,15 @@ def create_record(identity: Identity, patient_id: uuid.UUID | str, data: dict[st
 
 
 def update_record(identity: Identity, record: MedicalRecord, changes: dict[str, Any]) -> MedicalRecord:
+    """Save the changes at the record's next version and append that state to its history
+    (first the state before, for a record with no history yet: one written before history)."""
     _require_care_team(identity, record.patient_id)
-    return save_changes(record, changes, allowed=RECORD_FIELDS, action="record.update")
+    with transaction.atomic():
+        if not MedicalRecordRevision.objects.filter(record_id=record.pk).exists():
+            _save_revision(identity, record, MedicalRecordRevision.Action.BASELINE, [])
+        save_changes(record, changes, allowed=RECORD_FIELDS, action="record.update")
+        _save_revision(identity, record, MedicalRecordRevision.Action.UPDATE, sorted(changes))
+    return record
 
 
 def list_appointments(identity: Identity, *, patient_id: uuid.UUID | str | None = None) -> list[Appointment]:

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from keys.exceptions import ProviderError
+from keys.exceptions import ProviderError, RowIntegrityError, StaleRowError
 from neonpro.audit.services import AuditUnavailableError, record_event
 from neonpro.security.context import Identity, current_identity
 from neonpro.security.unavailable import RETRY_AFTER_SECONDS, infrastructure_reason
@@ -37,6 +37,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DjangoValidationError):
         body = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, StaleRowError):
+        return Response({"detail": "The record changed meanwhile; reload it and try again."}, status=409)
+    if isinstance(exc, RowIntegrityError):  # already audited where it was detected
+        logger.error("row integrity check failed: %s", exc)
+        return Response({"detail": "This record failed its integrity check; the incident was recorded."}, status=500)
     if isinstance(exc, AuditUnavailableError):
         response = Response({"detail": "The audit log is unavailable, so this request was refused; try again shortly."})
         response.status_code, response["Retry-After"] = 503, "30"

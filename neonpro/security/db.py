@@ -22,6 +22,7 @@ PHI_TABLES = (
     "patients_emergencyaccessgrant",
     "records_medicalrecord",
     "records_appointment",
+    "records_medicalrecordrevision",
 )
 APPEND_ONLY_TABLES = ("audit_auditevent", "django_admin_log", "accounts_accountchange")
 # PostgreSQL's predefined roles that reach past row-level security or the server's own guard.
