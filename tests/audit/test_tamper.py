@@ -86,7 +86,8 @@ def test_an_edited_event_with_a_recomputed_hash_is_detected_itself(commit_events
     statement = "UPDATE audit_auditevent SET outcome = 'denied', hash = %s WHERE id = %s"
     with dba.tampered([edited], (statement, [in_thread(forge), edited])):
         _assert_detected(edited, "content does not match its hash")
-        assert _verify().problems[1].startswith(f"event {following}: does not follow the previous event (after event {edited})")
+        broken_link = f"event {following}: does not follow the previous event (after event {edited})"
+        assert _verify().problems[1].startswith(broken_link)
     assert _verify().ok
 
 

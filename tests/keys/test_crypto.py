@@ -299,3 +299,15 @@ def test_chain_hash_is_sha256_of_previous_then_payload() -> None:
 def test_fingerprint_is_hex_sha256() -> None:
     assert crypto.fingerprint(b"UA/1.0") == hashlib.sha256(b"UA/1.0").hexdigest()
     assert len(crypto.fingerprint(b"")) == 64
+
+
+def test_sign_all_signs_under_every_usable_key_the_active_first() -> None:
+    from keys.rotation import rotate_data_key
+
+    old_id, old_tag = crypto.sign(b"data", purpose="audit", label=b"l")
+    rotate_data_key("audit")
+    keyring.clear()
+    signed = crypto.sign_all(b"data", purpose="audit", label=b"l")
+    assert signed[0] == crypto.sign(b"data", purpose="audit", label=b"l") and signed[0][0] != old_id
+    assert (old_id, old_tag) in signed[1:]
+    assert all(crypto.verify_signature(b"data", tag, purpose="audit", label=b"l", key_id=k) for k, tag in signed)

@@ -15,7 +15,7 @@ def test_healthz_reports_database_and_cache_ok(client: Client) -> None:
     response = client.get("/healthz", secure=True)
 
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "cache": "ok"}
+    assert response.json() == {"database": "ok", "cache": "ok", "audit": "ok"}
     assert response["Cache-Control"] == "no-store"
 
 
