@@ -80,7 +80,7 @@ BEGIN
     RETURN NULL;
 END
 $function$
-"""
+"""  # noqa: S608 - constant SQL
 BINDING_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION public.neonpro_identity_binding(OUT binding text, OUT key_ids integer[])
 LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED
@@ -89,7 +89,7 @@ AS $function$
     SELECT pg_backend_pid()::text || '.' || (extract(epoch FROM transaction_timestamp()) * 1000000)::bigint::text,
            coalesce((SELECT array_agg(k.key_id ORDER BY k.key_id DESC) FROM {SCHEMA}.signing_key k), '{{}}')
 $function$
-"""
+"""  # noqa: S608 - constant SQL
 FUNCTIONS = ("neonpro_identity_claim(text)", "neonpro_identity_binding()")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import migrations
 
+
 @dataclass(frozen=True)
 class IdentitySQL:
     """How policies read the acting identity: one SQL scalar sub-select per field."""
@@ -119,7 +120,10 @@ def phi_policies(ids: IdentitySQL = SIGNED) -> dict[str, Policies]:
         },
         "records_medicalrecord": {
             "select": (clinical_read, None),
-            "insert": (None, f"{system} OR ({role} = 'clinician' AND provider_id = {uid} AND patient_id IN {care_team})"),
+            "insert": (
+                None,
+                f"{system} OR ({role} = 'clinician' AND provider_id = {uid} AND patient_id IN {care_team})",
+            ),
             "update": (clinical_write, clinical_write),
             "delete": (system, None),
         },
