@@ -28,12 +28,14 @@ prepared statements, text results, as Django runs it — with the SAME text and 
 two connections that differ only in their role:
 
 * ``neonpro_app`` (the runtime role: NOSUPERUSER NOBYPASSRLS; the tables FORCE row-level
-  security) with the clinician's identity set by ``set_config(..., true)`` — RLS on;
+  security) with the clinician's signed identity set as the app sets it
+  (``neonpro.security.identity.set_identity``: the transaction's binding, then
+  ``set_config('neonpro.identity', <token>, true)``) — RLS on, every policy verifying the token;
 * ``neonpro_bench_bypass`` (NOSUPERUSER BYPASSRLS, SELECT only; created for the run and
-  dropped at its end) — RLS off. It runs the same ``set_config`` (which it ignores), so both
+  dropped at its end) — RLS off. It sets the same way (and ignores it), so both
   transactions have the same shape.
 
-Each measurement is one transaction: ``set_config`` (untimed), then the query, executed and
+Each measurement is one transaction: the identity (untimed), then the query, executed and
 all rows fetched (timed). A pair runs ``--iterations`` rounds of one query per side,
 alternating the sides inside the round and which side leads from one pair to the next; the
 pair's ratio is p50(RLS) / p50(bypass), each reported ratio is the median over pairs and
@@ -191,13 +193,10 @@ from django.db import connection
 from neonpro.accounts.models import User
 from neonpro.security.context import Identity, acting_as, system_context
 from neonpro.security.db import grant_runtime_privileges
+from neonpro.security.identity import FUNCTIONS, set_identity
 from patients.models import CareTeamMembership, EmergencyAccessGrant, Patient
 from records.models import MedicalRecord
 
-SET_IDENTITY = (
-    "SELECT set_config('neonpro.user_id', %s, true), set_config('neonpro.role', %s, true), "
-    "set_config('neonpro.patient_id', %s, true), set_config('neonpro.scopes', %s, true)"
-)
 TABLES = (
     "accounts_user",
     "patients_patient",
@@ -360,6 +359,8 @@ def _prepare_tables() -> None:
                 sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table), sql.Identifier(BYPASS_ROLE))
             )
             cursor.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+        for function in FUNCTIONS:  # the bypass side asks for a binding too: same transaction shape
+            cursor.execute(sql.SQL(f"GRANT EXECUTE ON FUNCTION {function} TO {{}}").format(sql.Identifier(BYPASS_ROLE)))
 
 
 def _queries(identity: Identity, team: list[uuid.UUID], patient: uuid.UUID) -> dict[str, tuple[str, tuple[Any, ...]]]:
@@ -380,11 +381,10 @@ def _connect(role: str) -> psycopg.Connection[Any]:
     return psycopg.connect(**_conninfo(role, BENCH_DB), prepare_threshold=None)
 
 
-def _once(conn: psycopg.Connection[Any], identity: list[str], query: str, params: Any) -> tuple[float, int]:
-    """One transaction: set the identity (untimed), then run the query and fetch every row (timed)."""
+def _once(conn: psycopg.Connection[Any], identity: Identity, query: str, params: Any) -> tuple[float, int]:
+    """One transaction: set the signed identity (untimed), then run the query and fetch every row (timed)."""
     with conn.transaction(), conn.cursor() as cursor:
-        cursor.execute(SET_IDENTITY, identity)
-        cursor.fetchall()
+        set_identity(cursor, identity)
         start = time.perf_counter()
         cursor.execute(query, params)
         rows = len(cursor.fetchall())
@@ -394,7 +394,7 @@ def _once(conn: psycopg.Connection[Any], identity: list[str], query: str, params
 def _pair(
     sides: dict[str, psycopg.Connection[Any]],
     order: tuple[str, str],
-    identity: list[str],
+    identity: Identity,
     query: str,
     params: Any,
     n: int,
@@ -407,9 +407,9 @@ def _pair(
     return {side: statistics.median(values) for side, values in timings.items()}
 
 
-def _explain(conn: psycopg.Connection[Any], identity: list[str], query: str, params: Any) -> str:
+def _explain(conn: psycopg.Connection[Any], identity: Identity, query: str, params: Any) -> str:
     with conn.transaction(), conn.cursor() as cursor:
-        cursor.execute(SET_IDENTITY, identity)
+        set_identity(cursor, identity)
         cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {query}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
@@ -450,7 +450,7 @@ def _measure(plan: dict[str, Any], pairs: int, iterations: int) -> dict[str, Any
     identity = Identity(user_id=clinician, role="clinician")
     queries = _queries(identity, team, plan["patients"][min(team_indexes)])
     connection.close()
-    guc = [str(clinician), "clinician", "", ""]
+    guc = identity
     _log(f"clinician {clinician}: {len(team)} patients on the care team, {expected['team']} records")
     for name, (query, _) in queries.items():
         _log(f"{name} query ({expected[name]} rows): {query}")
@@ -458,8 +458,8 @@ def _measure(plan: dict[str, Any], pairs: int, iterations: int) -> dict[str, Any
     try:
         for side, conn in sides.items():
             # RLS filters the app role and not the bypass role; each query returns the same rows on both.
-            with conn.transaction():
-                conn.execute(SET_IDENTITY, guc)
+            with conn.transaction(), conn.cursor() as cursor:
+                set_identity(cursor, guc)
                 visible = conn.execute("SELECT count(*) FROM records_medicalrecord").fetchone()[0]
             want = expected["team"] if side == "rls" else RECORDS
             assert visible == want, f"{side}: {visible} records visible without a WHERE, expected {want}"

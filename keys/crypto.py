@@ -78,10 +78,16 @@ def _derived(secret: bytes, label: bytes) -> bytes:
     return _hmac.digest(secret, b"neonpro.mac.v1\x00" + label, "sha256")
 
 
-def sign(data: bytes, *, purpose: str, label: bytes) -> tuple[int, bytes]:
-    """(key id, 32-byte HMAC-SHA256 tag) of ``data`` under the active key of ``purpose``."""
-    key = keyring.mac_keys(purpose)[0]
-    return key.key_id, _hmac.digest(_derived(key.secret, label), data, "sha256")
+def sign(data: bytes, *, purpose: str, label: bytes, key_id: int | None = None) -> tuple[int, bytes]:
+    """(key id, 32-byte HMAC-SHA256 tag) of ``data`` under the active key of ``purpose``.
+
+    ``key_id`` picks another usable key instead (the newest one a verifier holds, while a
+    rotation is being rolled out to it); raises KeysError when no usable key has that id.
+    """
+    if key_id is None:
+        key = keyring.mac_keys(purpose)[0]
+        return key.key_id, _hmac.digest(_derived(key.secret, label), data, "sha256")
+    return key_id, _hmac.digest(derived_key(purpose=purpose, label=label, key_id=key_id), data, "sha256")
 
 
 def sign_all(data: bytes, *, purpose: str, label: bytes) -> list[tuple[int, bytes]]:

@@ -163,6 +163,32 @@ def owner_cursor(django_db_blocker: Any) -> Iterator[Any]:
         yield cursor
 
 
+@pytest.fixture
+def reinstall_identity_keys(owner_cursor: Any) -> Iterator[Callable[[], None]]:
+    """Named bypass for tests that replace every data key in their transaction: install the
+    identity signing keys the app now holds, as the owner does (`db identity-keys`), so
+    row-level security accepts what it signs. Committed (the owner's own connection) and
+    removed again afterwards; the keys already installed stay as they were."""
+    from keys import crypto
+    from keys.keyring import keyring
+    from neonpro.security import identity
+
+    owner_cursor.execute("SELECT key_id FROM neonpro_identity.signing_key")
+    before = [row[0] for row in owner_cursor.fetchall()]
+
+    def install() -> None:
+        keyring.clear()
+        for key in keyring.mac_keys("identity"):
+            secret = crypto.derived_key(purpose="identity", label=identity.LABEL, key_id=key.key_id)
+            owner_cursor.execute(
+                "INSERT INTO neonpro_identity.signing_key (key_id, secret) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [key.key_id, secret],
+            )
+
+    yield install
+    owner_cursor.execute("DELETE FROM neonpro_identity.signing_key WHERE NOT key_id = ANY(%s)", [before])
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keyring() -> Iterator[None]:
     """Each test starts with an empty key cache (its data keys roll back with it)."""

@@ -3,11 +3,14 @@
 Guarantees:
 
 * Work on PHI runs inside ``acting_as(identity)``: one transaction that first sets
-  ``neonpro.user_id``, ``neonpro.role`` and ``neonpro.patient_id`` with
-  ``set_config(..., true)`` — transaction-local, so nothing survives on a pooled connection
-  (safe behind a transaction-mode pooler: no session-level ``SET``).
-* PostgreSQL row-level security reads those settings; the ORM's scoped managers read the
-  same identity from a context variable, so SQLite (the embedded mode) filters the same way.
+  ``neonpro.identity`` with ``set_config(..., true)`` to a token signed for that very
+  transaction (neonpro/security/identity.py) — transaction-local, so nothing survives on a
+  pooled connection (safe behind a transaction-mode pooler: no session-level ``SET``), and
+  useless in any other transaction even if it did.
+* PostgreSQL row-level security reads the identity only through the token's verification
+  (``neonpro_identity_claim``), so SQL run as the application role cannot set one of its own;
+  the ORM's scoped managers read the same identity from a context variable, so SQLite (the
+  embedded mode) filters the same way.
 * No identity means no PHI rows (default deny), in the database and in the ORM.
 * ``system_context(reason)`` is the one, explicit way to act beyond a user's rights
   (seeding, key re-encryption, registration); the caller audits it.
@@ -25,6 +28,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from neonpro.audit.services import SYSTEM_ACTOR_ID
+from neonpro.security.identity import Binding, set_identity
 
 ROLES = ("patient", "clinician", "admin", "agent", "system")
 SYSTEM_ACTOR = SYSTEM_ACTOR_ID
@@ -57,21 +61,12 @@ def current_identity() -> Identity | None:
     return _current.get()
 
 
-def _apply(identity: Identity, using: str) -> None:
+def _apply(identity: Identity, using: str, binding: Binding | None = None) -> Binding | None:
     connection = connections[using]
     if connection.vendor != "postgresql":
-        return
+        return None
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('neonpro.user_id', %s, true), set_config('neonpro.role', %s, true), "
-            "set_config('neonpro.patient_id', %s, true), set_config('neonpro.scopes', %s, true)",
-            [
-                str(identity.user_id) if identity.user_id else "",
-                identity.role,
-                str(identity.patient_id) if identity.patient_id else "",
-                " ".join(identity.scopes),
-            ],
-        )
+        return set_identity(cursor, identity, binding)
 
 
 @contextmanager
@@ -85,14 +80,15 @@ def acting_as(identity: Identity, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[
     token = _current.set(identity)
     try:
         with transaction.atomic(using=using):
-            _apply(identity, using)
+            binding = _apply(identity, using)
             try:
                 yield identity
             finally:
                 # set_config(..., true) outlives a released savepoint: hand the enclosing
-                # transaction back the identity it had (none, if it had none).
+                # transaction back the identity it had (none, if it had none), signed for
+                # the same transaction.
                 if connections[using].in_atomic_block and not connections[using].needs_rollback:
-                    _apply(outer or ANONYMOUS, using)
+                    _apply(outer or ANONYMOUS, using, binding)
     finally:
         _current.reset(token)
 

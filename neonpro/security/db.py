@@ -3,7 +3,8 @@
 Guarantees: ``create_roles`` (run once by a DBA, as a superuser) makes both roles
 NOSUPERUSER NOBYPASSRLS; ``grant_runtime_privileges`` (run by the owner; also after every
 ``migrate``) gives the application role DML on every table — except the audit log, where it
-may only INSERT and SELECT — and nothing else: no DDL, no TRUNCATE (which ignores RLS), no
+may only INSERT and SELECT — and EXECUTE on the signed identity's two functions, and nothing
+else (not the identity signing keys' schema): no DDL, no TRUNCATE (which ignores RLS), no
 ownership. ``runtime_role_problems`` is what the start-up check refuses to serve with, and it
 follows role membership: a role that can ``SET ROLE`` to the owner is refused like the owner.
 """
@@ -15,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 from psycopg import sql
+
+from neonpro.security import identity
 
 PHI_TABLES = (
     "patients_patient",
@@ -87,6 +90,8 @@ def grant_runtime_privileges(using: str = "default") -> bool:
             statements.append(
                 sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(sql.Identifier(table), app)
             )
+        if identity.installed(cursor):
+            statements += [sql.SQL(statement) for statement in identity.grant_statements(app_role())]
         for statement in statements:
             cursor.execute(statement)
     return True
@@ -173,6 +178,17 @@ def role_problems(cursor: Any) -> list[str]:
         problems.append(f"database role {user} may CREATE objects in schema public")
     if create_in_database:
         problems.append(f"database role {user} may CREATE schemas in the database")
+    cursor.execute(
+        "SELECT has_schema_privilege(current_user, n.oid, 'USAGE') OR pg_has_role(current_user, n.nspowner, 'MEMBER') "
+        "FROM pg_namespace n WHERE n.nspname = %s",
+        [identity.SCHEMA],
+    )
+    row = cursor.fetchone()
+    if row and row[0]:
+        problems.append(
+            f"database role {user} may use schema {identity.SCHEMA}, where the identity signing keys are: "
+            "it could read them and sign any identity"
+        )
     extra = []
     cursor.execute(
         "SELECT c.relname, has_table_privilege(current_user, c.oid, 'TRUNCATE'), "

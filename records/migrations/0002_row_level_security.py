@@ -2,7 +2,8 @@
 
 from django.db import migrations
 
-from neonpro.security.rls import CARE_TEAM, GRANTED, IS_SYSTEM, PATIENT, ROLE, UID, ProtectTable
+from neonpro.security.rls import ProtectTable
+from neonpro.security.rls_unsigned import CARE_TEAM, GRANTED, IS_SYSTEM, PATIENT, ROLE, UID
 
 READ = (
     f"{IS_SYSTEM} OR ({ROLE} = 'patient' AND patient_id = {PATIENT}) "

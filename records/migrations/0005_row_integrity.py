@@ -62,6 +62,8 @@ class Migration(migrations.Migration):
     dependencies = [
         ("patients", "0005_break_glass_review"),
         ("records", "0004_patients_cancel_only_open_appointments"),
+        # Its policies read the signed identity, whose functions security 0001 creates.
+        ("security", "0001_signed_identity"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -367,7 +367,11 @@ def test_from_settings_refuses_bad_configuration(settings: Any, overrides: dict[
 @pytest.mark.django_db
 @pytest.mark.usefixtures("system")
 def test_patients_are_stored_under_kms_wrapped_data_keys(
-    kms: Any, new_key: Callable[[], str], settings: Any, patient_factory: Callable[..., Any]
+    kms: Any,
+    new_key: Callable[[], str],
+    settings: Any,
+    patient_factory: Callable[..., Any],
+    reinstall_identity_keys: Callable[[], None],
 ) -> None:
     from keys.keyring import keyring
     from keys.models import DataKey
@@ -384,6 +388,7 @@ def test_patients_are_stored_under_kms_wrapped_data_keys(
     reset_provider()
     keyring.clear()
     assert isinstance(get_provider(), AwsKmsKeyProvider)
+    reinstall_identity_keys()
 
     patient = patient_factory(full_name="Kms Canary", ssn="900-55-0042")
     keyring.clear()  # the read below unwraps through KMS again

@@ -70,13 +70,14 @@ def test_clear_forgets_every_key(patient_factory) -> None:  # type: ignore[no-un
     assert not keyring._aeads and not keyring._active and keyring._index is None
 
 
-def test_keys_are_created_on_first_use_and_only_once(patient_factory) -> None:  # type: ignore[no-untyped-def]
+def test_keys_are_created_on_first_use_and_only_once(patient_factory, reinstall_identity_keys) -> None:  # type: ignore[no-untyped-def]
     DataKey.objects.all().delete()  # a fresh installation (other tests may have committed keys)
+    reinstall_identity_keys()  # the identity key row-level security verifies: as `migrate` installs it
     keyring.clear()
     patient_factory()
     keyring.clear()
     patient_factory()
-    assert sorted(DataKey.objects.values_list("purpose", flat=True)) == ["field", "index"]
+    assert sorted(DataKey.objects.values_list("purpose", flat=True)) == ["field", "identity", "index"]
 
 
 def test_migrations_are_in_sync_with_the_models() -> None:

@@ -299,7 +299,7 @@ def test_previous_labels_must_be_a_list(settings: Any, hsm: SoftHsm) -> None:
 @pytest.mark.django_db
 @pytest.mark.usefixtures("system")
 def test_patient_data_keys_are_wrapped_by_the_hsm(
-    settings: Any, hsm: SoftHsm, patient_factory: Callable[..., Any]
+    settings: Any, hsm: SoftHsm, patient_factory: Callable[..., Any], reinstall_identity_keys: Callable[[], None]
 ) -> None:
     from keys.keyring import keyring
     from keys.models import DataKey
@@ -312,6 +312,7 @@ def test_patient_data_keys_are_wrapped_by_the_hsm(
     reset_provider()
     keyring.clear()
     assert isinstance(get_provider(), Pkcs11KeyProvider)
+    reinstall_identity_keys()
 
     patient = patient_factory(full_name="Hsm Canary")
     keyring.clear()

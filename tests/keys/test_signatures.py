@@ -71,3 +71,16 @@ def test_mac_keys_never_decrypt_envelopes() -> None:
 
     with pytest.raises(UnknownKeyError):
         crypto.decrypt(forged, context=b"")
+
+
+def test_sign_can_use_an_older_usable_key_by_id() -> None:
+    old_id, _ = crypto.sign(b"x", purpose="identity", label=b"l")
+    new = rotate_data_key("identity")
+
+    assert crypto.sign(b"x", purpose="identity", label=b"l")[0] == new.pk
+    key_id, tag = crypto.sign(b"x", purpose="identity", label=b"l", key_id=old_id)
+    assert key_id == old_id
+    assert crypto.verify_signature(b"x", tag, purpose="identity", label=b"l", key_id=old_id)
+    assert not crypto.verify_signature(b"x", tag, purpose="identity", label=b"l", key_id=new.pk)
+    with pytest.raises(KeysError, match=f"no usable identity key {new.pk + 10_000}"):
+        crypto.sign(b"x", purpose="identity", label=b"l", key_id=new.pk + 10_000)

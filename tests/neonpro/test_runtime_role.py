@@ -142,6 +142,7 @@ def test_membership_through_a_noinherit_chain_still_counts(make_role: Any) -> No
         ({"grants": ("GRANT UPDATE, DELETE ON audit_auditevent TO {role}",)}, "UPDATE/DELETE on audit_auditevent"),
         ({"grants": ("GRANT TRIGGER ON records_medicalrecord TO {role}",)}, "TRIGGER on records_medicalrecord"),
         ({"grants": ("GRANT CREATE ON SCHEMA public TO {role}",)}, "may CREATE objects in schema public"),
+        ({"grants": ("GRANT USAGE ON SCHEMA neonpro_identity TO {role}",)}, "may use schema neonpro_identity"),
     ],
 )
 def test_privileges_beyond_dml_are_refused(make_role: Any, setup: dict[str, Any], reason: str) -> None:

@@ -18,6 +18,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.state import ProjectState
 from django.db.utils import ConnectionHandler
 
+from neonpro.security.context import ANONYMOUS, Identity
+from neonpro.security.identity import set_identity
 from neonpro.security.rls import (
     COMMANDS,
     UID,
@@ -55,7 +57,8 @@ def _refused(statement: str, params: list[Any]) -> bool:
 
 
 def _act_as(user: uuid.UUID | None) -> None:
-    _sql("SELECT set_config('neonpro.user_id', %s, true)", ["" if user is None else str(user)])
+    with connection.cursor() as cursor:
+        set_identity(cursor, ANONYMOUS if user is None else Identity(user_id=user, role="clinician"))
 
 
 def _rls_flags() -> tuple[bool, bool]:
@@ -105,7 +108,9 @@ def test_protect_table_enables_and_forces_rls_with_one_policy_per_command(probe:
     assert policies[f"{TABLE}_delete"][0] == "d" and policies[f"{TABLE}_delete"][2] is None
     assert policies[f"{TABLE}_update"] == ("w", "false", "false")  # no policy given: denied
     for _, using, check in policies.values():
-        assert "current_setting" in (using or check or "") or (using, check) == ("false", "false")
+        # The identity is read only through its verification, never from a plain setting.
+        assert "neonpro_identity_claim('user_id'" in (using or check or "") or (using, check) == ("false", "false")
+        assert "current_setting" not in (using or check or "")
 
 
 def test_the_policies_filter_the_tables_own_role_and_fail_closed(probe: ProtectTable) -> None:

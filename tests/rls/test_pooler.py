@@ -1,8 +1,10 @@
 """Identity behind a real transaction-mode pooler (pgbouncer): nothing carries over.
 
-Two client connections share one server connection (pool size 1). The identity a
-transaction sets with set_config(..., true) is gone for the next client; the negative
-control shows the test would catch a session-level SET leaking.
+Two client connections share one server connection (pool size 1). The signed identity a
+transaction sets with set_config(..., true) works inside that transaction (its binding is the
+server connection's, which the pooler keeps for the whole transaction) and is gone for the
+next client; the negative control shows a session-level SET reaching the next client, and
+the token it carries granting nothing there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +23,9 @@ import psycopg
 import pytest
 from django.db import connection
 
+from neonpro.security import identity
+from neonpro.security.context import Identity
+from neonpro.security.identity import set_identity
 from tests.conftest import APP_ROLE, in_thread
 
 pytestmark = pytest.mark.django_db
@@ -91,32 +97,40 @@ def committed_patient() -> Iterator[tuple[str, str]]:
     yield in_thread(create)
 
 
-def _identity_sql(local: bool) -> str:
-    flag = "true" if local else "false"
-    return (
-        f"SELECT set_config('neonpro.user_id', %s, {flag}), set_config('neonpro.role', 'patient', {flag}), "
-        f"set_config('neonpro.patient_id', %s, {flag})"
-    )
+def _patient(user_id: str, patient_id: str) -> Identity:
+    return Identity(user_id=uuid.UUID(user_id), role="patient", patient_id=uuid.UUID(patient_id))
 
 
 def test_transaction_local_identity_does_not_reach_the_next_client(pooler, committed_patient) -> None:  # type: ignore[no-untyped-def]
     user_id, patient_id = committed_patient
     with psycopg.connect(pooler, autocommit=True) as first, psycopg.connect(pooler, autocommit=True) as second:
-        with first.transaction():
-            first.execute(_identity_sql(local=True), [user_id, patient_id])
+        with first.transaction(), first.cursor() as cursor:
+            set_identity(cursor, _patient(user_id, patient_id))
             assert first.execute("SELECT count(*) FROM patients_patient").fetchone()[0] == 1
             first_backend = first.execute("SELECT pg_backend_pid()").fetchone()[0]
         assert second.execute("SELECT pg_backend_pid()").fetchone()[0] == first_backend, "one shared server connection"
         assert second.execute("SELECT count(*) FROM patients_patient").fetchone()[0] == 0
-        assert second.execute("SELECT current_setting('neonpro.user_id', true)").fetchone()[0] in ("", None)
+        assert second.execute("SELECT current_setting('neonpro.identity', true)").fetchone()[0] in ("", None)
 
 
-def test_negative_control_session_level_settings_would_leak(pooler, committed_patient) -> None:  # type: ignore[no-untyped-def]
-    """Why the app never uses session-level SET: through the pooler it leaks to strangers."""
+def test_negative_control_a_session_level_setting_leaks_but_its_token_is_bound_to_its_transaction(
+    pooler,  # type: ignore[no-untyped-def]
+    committed_patient,
+) -> None:
+    """Why the app never uses session-level SET: through the pooler the setting reaches strangers.
+
+    The signed token it carries is useless to them: it names the transaction it was signed for.
+    """
     user_id, patient_id = committed_patient
     with psycopg.connect(pooler, autocommit=True) as first, psycopg.connect(pooler, autocommit=True) as second:
-        first.execute(_identity_sql(local=False), [user_id, patient_id])
+        with first.transaction(), first.cursor() as cursor:
+            token = identity.token(_patient(user_id, patient_id), identity.fetch_binding(cursor))
+            cursor.execute("SELECT set_config('neonpro.identity', %s, false)", [token])
+            assert cursor.execute("SELECT count(*) FROM patients_patient").fetchone()[0] == 1
         try:
-            assert second.execute("SELECT count(*) FROM patients_patient").fetchone()[0] == 1
+            assert second.execute("SELECT current_setting('neonpro.identity', true)").fetchone()[0] == token
+            assert second.execute("SELECT count(*) FROM patients_patient").fetchone()[0] == 0
+            with second.transaction():
+                assert second.execute("SELECT count(*) FROM patients_patient").fetchone()[0] == 0
         finally:
             second.execute("RESET ALL")

@@ -258,6 +258,7 @@ class Command(BaseCommand):
         self.stdout.flush()
         typed = sys.stdin.readline().strip()
         return int(typed) if typed.isdigit() else -1
+
     def handle_shred_patient(
         self, *, patient_id: uuid.UUID, dry_run: bool, yes: bool, confirm: uuid.UUID | None, **options: Any
     ) -> None:

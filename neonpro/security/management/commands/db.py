@@ -1,4 +1,4 @@
-"""``manage.py db roles|grant|check``: database roles for row-level security."""
+"""``manage.py db roles|grant|identity-keys|check``: database roles for row-level security."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from neonpro.audit.operator import add_operator_arguments, operator_from_options
 from neonpro.security import db
@@ -23,6 +23,11 @@ class Command(BaseCommand):
         roles.add_argument("--app", default=None, help="Application role (default NEONPRO_DB_APP_ROLE).")
         roles.add_argument("--app-password-file", type=Path, default=None)
         sub.add_parser("grant", help="Grant the application role its privileges (run as the owner).")
+        sub.add_parser(
+            "identity-keys",
+            help="Install the identity signing keys for row-level security (run as the owner, after an identity-key "
+            "rotation or destruction; migrate does it too).",
+        )
         sub.add_parser("check", help="Show RLS status of PHI tables and whether this role may serve.")
         add_operator_arguments(parser)
 
@@ -31,7 +36,7 @@ class Command(BaseCommand):
             self._embedded(action)
             return
         with operator_from_options(options):
-            getattr(self, f"handle_{action}")(**options)
+            getattr(self, f"handle_{action.replace('-', '_')}")(**options)
 
     def _record(self, action: str, **details: Any) -> None:
         """Role and privilege changes are audited — once the audit log exists (`db roles` may run first)."""
@@ -72,6 +77,25 @@ class Command(BaseCommand):
             raise CommandError(f"role {db.app_role()} does not exist: run `manage.py db roles` as a superuser first")
         self._record("db.grant", app=db.app_role())
         self.stdout.write(f"Granted {db.app_role()} DML on all tables (audit log: INSERT and SELECT only).")
+
+    def handle_identity_keys(self, **_: Any) -> None:
+        from keys.exceptions import KeysError
+        from neonpro.security import identity
+
+        with transaction.atomic(), connection.cursor() as cursor:
+            if not identity.installed(cursor):
+                raise CommandError("the signed identity is not installed here: run `manage.py migrate` as the owner")
+            try:
+                installed = identity.install_identity_keys(cursor)
+            except DatabaseError as error:
+                raise CommandError(
+                    f"cannot install the identity signing keys as {connection.settings_dict['USER'] or 'this role'}: "
+                    "run this as the owner role (it alone may write them)"
+                ) from error
+            except KeysError as error:
+                raise CommandError(f"cannot read the identity keys: {error}") from error
+        self._record("db.identity_keys", key_ids=installed)
+        self.stdout.write(f"Identity signing keys installed: {', '.join(map(str, installed))} (newest signs).")
 
     def handle_check(self, **_: Any) -> None:
         for table, (enabled, forced, count) in sorted(db.rls_status().items()):
