@@ -18,8 +18,6 @@ from rest_framework.exceptions import NotAuthenticated, ParseError, PermissionDe
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
 
 from keys.exceptions import ProviderError, RowIntegrityError, StaleRowError
 from neonpro.audit.services import AuditUnavailableError, record_event
@@ -30,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # rest_framework.views reads the parser classes (ours, below) when it is first imported.
+    from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
+
     if isinstance(exc, PermissionDenied | DjangoPermissionDenied | NotAuthenticated):
         _audit_refusal(context)
     if isinstance(exc, ObjectDoesNotExist):

@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
+ENCRYPTION_UNAVAILABLE = "the encryption service is unavailable"
 # SQLSTATEs of PostgreSQL errors that are conditions of the service, not of the request.
 TRANSIENT_SQLSTATES = {
     "57014": "a statement ran past its time limit",  # query_canceled (statement_timeout)
@@ -45,7 +46,7 @@ def infrastructure_reason(exc: BaseException | None) -> str | None:
     from keys.exceptions import ProviderError
 
     if isinstance(exc, ProviderError):
-        return "the encryption service is unavailable"
+        return ENCRYPTION_UNAVAILABLE
     try:
         from psycopg_pool import PoolTimeout
     except ImportError:  # pragma: no cover - a pinned dependency
@@ -76,6 +77,8 @@ def unavailable_response(request: HttpRequest, reason: str) -> HttpResponse:
     """The 503: JSON for the API, a short page for people; never cached."""
     logger.error("service unavailable: %s (%s %s)", reason, request.method, request.path)
     detail = f"Service temporarily unavailable: {reason}. Try again shortly."
+    if reason == ENCRYPTION_UNAVAILABLE:  # the API's own wording for it (neonpro/security/api.py)
+        detail = "Encryption service unavailable; try again shortly."
     response: HttpResponse
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": detail}, status=503)

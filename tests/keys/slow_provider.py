@@ -51,6 +51,10 @@ class SlowProvider(KeyProvider):
         return WrappedKey(key_id="slow-1", blob=nonce + _KEK.encrypt(nonce, plaintext_key, context))
 
     def unwrap_key(self, blob: bytes, *, key_id: str, context: bytes) -> bytes:
+        if key_id != "slow-1":  # the suite's own keys (the audit and identity MAC keys): the local master key
+            from keys.providers.local import LocalKeyProvider
+
+            return LocalKeyProvider.from_settings().unwrap_key(blob, key_id=key_id, context=context)
         cls = type(self)
         with cls._lock:
             cls.calls += 1

@@ -77,7 +77,12 @@ def test_keys_are_created_on_first_use_and_only_once(patient_factory, reinstall_
     patient_factory()
     keyring.clear()
     patient_factory()
-    assert sorted(DataKey.objects.values_list("purpose", flat=True)) == ["field", "identity", "index"]
+    assert sorted(DataKey.objects.values_list("purpose", flat=True)) == [
+        "audit",
+        "field",
+        "identity",
+        "index",
+    ]  # audit: the keyed chain
 
 
 def test_migrations_are_in_sync_with_the_models() -> None:

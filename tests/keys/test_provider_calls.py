@@ -30,10 +30,11 @@ def slow_keys(settings: Any) -> Iterator[list[int]]:
     from keys.providers import reset_provider
     from keys.services import create_data_key
 
+    reset_provider()
+    keyring.clear()
     settings.NEONPRO_KEY_PROVIDER = "tests.keys.slow_provider.SlowProvider"
     settings.NEONPRO_KEY_PROVIDER_DEADLINE = 10
     reset_provider()
-    keyring.clear()
     SlowProvider.reset()
     ids = in_thread(lambda: [create_data_key("field", activate=False).pk for _ in range(4)])
     try:

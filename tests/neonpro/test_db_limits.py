@@ -46,3 +46,15 @@ def test_migrations_run_untimed() -> None:
         with connection.cursor() as cursor:
             cursor.execute("RESET statement_timeout")
     assert _show("statement_timeout") == "15s"
+
+
+def test_the_embedded_mode_has_no_limits_to_lift(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    with CaptureQueriesContext(connection) as queries:
+        lift_for_migrations(using="default")
+        with long_statements():
+            pass
+
+    assert not queries.captured_queries
