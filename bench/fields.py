@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import importlib
 import json
 import os
 import random
@@ -146,13 +145,9 @@ def _truncate(model: type[models.Model]) -> None:
 
 def _create_twins() -> None:
     """The plaintext and django-cryptography tables, with patients_patient's policies (as the owner)."""
-    rls = importlib.import_module("patients.migrations.0003_row_level_security")
-    policies = {
-        "select": (rls.PATIENT_READ, None),
-        "insert": (None, rls.IS_SYSTEM),
-        "update": (rls.PATIENT_WRITE, rls.PATIENT_WRITE),
-        "delete": (rls.IS_SYSTEM, None),
-    }
+    from neonpro.security.rls import SIGNED, phi_policies
+
+    policies = phi_policies(SIGNED)["patients_patient"]  # today's policies, on the signed identity
     with connection.schema_editor() as editor:
         for model in (PlainPatient, DjCryptoPatient):
             editor.execute(f'DROP TABLE IF EXISTS "{model._meta.db_table}"')
@@ -239,6 +234,9 @@ def main() -> None:
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
+    # The signed RLS identity needs its key installed where the policies verify it (as the owner).
+    call_command("keys", "init", verbosity=0)
+    call_command("db", "identity-keys", verbosity=0)
     _create_twins()
     benchdb.use_app_role()
     _truncate(Patient)
