@@ -65,6 +65,8 @@ LAST = ["Lovelace", "Okafor", "Nguyen", "Schmidt", "Silva", "Kowalski", "Haddad"
 DIAGNOSES = ["Hypertension", "Type 2 diabetes", "Asthma", "Migraine", "Osteoarthritis", "Anaemia"]
 DRUGS = ["metformin 500 mg", "lisinopril 10 mg", "salbutamol inhaler", "ibuprofen 400 mg", "none"]
 
+PATIENT_FIELDS = ("full_name", "date_of_birth", "ssn", "mrn", "email", "phone", "address")
+RECORD_FIELDS = ("record_date", "diagnosis", "treatment_plan", "medications", "lab_results", "notes")
 PLAIN_DDL = [
     """CREATE TABLE bench_plain_patient (
         id uuid PRIMARY KEY, user_id integer NULL, full_name varchar(200) NOT NULL,
@@ -191,8 +193,7 @@ def _seed(plan: Plan) -> float:
             with benchdb.owner() as conn, conn.cursor().copy("COPY bench_plain_patient FROM STDIN") as copy:
                 for i, v in rows:
                     copy.write_row(
-                        (plan.patient_ids[i], None, v["full_name"], v["date_of_birth"], v["ssn"], v["mrn"])
-                        + (v["email"], v["phone"], v["address"], False, False, now, now, True)
+                        (plan.patient_ids[i], None, *(v[f] for f in PATIENT_FIELDS), False, False, now, now, True)
                     )
             if stop % 100_000 == 0 or stop == plan.patients:
                 _log(f"  patients: {stop:,} ({time.perf_counter() - started:.0f} s)")
@@ -211,18 +212,16 @@ def _seed(plan: Plan) -> float:
                 rows.append((_uuid(rng), p, rng.choice(plan.team_of(p)), _record_values(n, rng)))
             MedicalRecord.objects.bulk_create(
                 [
-                    MedicalRecord(
-                        id=rid, patient_id=plan.patient_ids[p], provider_id=plan.clinician_ids[c], **values
-                    )
+                    MedicalRecord(id=rid, patient_id=plan.patient_ids[p], provider_id=plan.clinician_ids[c], **values)
                     for rid, p, c, values in rows
                 ],
                 batch_size=1000,
             )
             with benchdb.owner() as conn, conn.cursor().copy("COPY bench_plain_record FROM STDIN") as copy:
                 for rid, p, c, v in rows:
+                    v = {**v, "lab_results": Jsonb(v["lab_results"])}
                     copy.write_row(
-                        (rid, plan.patient_ids[p], plan.clinician_ids[c], v["record_date"], v["diagnosis"])
-                        + (v["treatment_plan"], v["medications"], Jsonb(v["lab_results"]), v["notes"], now, now)
+                        (rid, plan.patient_ids[p], plan.clinician_ids[c], *(v[f] for f in RECORD_FIELDS), now, now)
                     )
             if stop % 100_000 == 0 or stop == plan.records:
                 _log(f"  records: {stop:,} ({time.perf_counter() - started:.0f} s)")
