@@ -206,19 +206,19 @@ def _seed(plan: Plan) -> float:
             )
         for offset in range(0, plan.records, CHUNK):
             stop = min(offset + CHUNK, plan.records)
-            rows = []
+            batch: list[tuple[uuid.UUID, int, int, dict[str, Any]]] = []
             for n in range(offset, stop):
                 p = 0 if n < plan.timeline else rng.randrange(plan.patients)
-                rows.append((_uuid(rng), p, rng.choice(plan.team_of(p)), _record_values(n, rng)))
+                batch.append((_uuid(rng), p, rng.choice(plan.team_of(p)), _record_values(n, rng)))
             MedicalRecord.objects.bulk_create(
                 [
                     MedicalRecord(id=rid, patient_id=plan.patient_ids[p], provider_id=plan.clinician_ids[c], **values)
-                    for rid, p, c, values in rows
+                    for rid, p, c, values in batch
                 ],
                 batch_size=1000,
             )
             with benchdb.owner() as conn, conn.cursor().copy("COPY bench_plain_record FROM STDIN") as copy:
-                for rid, p, c, v in rows:
+                for rid, p, c, v in batch:
                     v = {**v, "lab_results": Jsonb(v["lab_results"])}
                     copy.write_row(
                         (rid, plan.patient_ids[p], plan.clinician_ids[c], *(v[f] for f in RECORD_FIELDS), now, now)
