@@ -348,10 +348,12 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     seeded = _seeded(plan)
-    if not seeded:
-        with benchdb.owner() as conn:
-            for table in ("bench_scale_seed", "bench_plain_patient", "bench_plain_record"):
-                conn.execute(f"DROP TABLE IF EXISTS {table}")
+    if not seeded:  # a partial or older seed: start from an empty database
+        from django.db import connections
+
+        connections.close_all()
+        benchdb.prepare(dbname, script="bench/scale.py", drop=True)
+        call_command("migrate", verbosity=0)
     benchdb.use_app_role()
     figures: dict[str, Any] = {"patients": plan.patients, "records": plan.records, "role": benchdb.APP_ROLE}
     if seeded:
