@@ -478,6 +478,24 @@ def test_the_database_records_account_writes_that_bypass_the_orm(clinician: User
             cursor.execute(statement)
 
 
+def test_an_account_change_names_the_signed_identity_that_made_it(clinician: User, admin_user: User) -> None:
+    from django.db import connection
+
+    from neonpro.accounts.models import AccountChange
+    from neonpro.security.context import Identity, acting_as
+
+    start = AccountChange.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    with acting_as(Identity(user_id=admin_user.pk, role="admin")), connection.cursor() as cursor:
+        cursor.execute("UPDATE accounts_user SET first_name = 'Signed' WHERE id = %s", [clinician.pk])
+    with connection.cursor() as cursor:  # a forged plain setting names nobody
+        cursor.execute("SELECT set_config('neonpro.user_id', %s, false)", [str(admin_user.pk)])
+        cursor.execute("UPDATE accounts_user SET first_name = 'Forged' WHERE id = %s", [clinician.pk])
+        cursor.execute("RESET neonpro.user_id")
+
+    changes = list(AccountChange.objects.filter(id__gt=start).order_by("id"))
+    assert [(c.columns, c.acting_as) for c in changes] == [(["first_name"], str(admin_user.pk)), (["first_name"], "")]
+
+
 def test_an_account_change_names_only_its_table_and_operation() -> None:
     from neonpro.accounts.models import AccountChange
 
