@@ -339,6 +339,7 @@ def main() -> None:
         parser.error("--patients must be at least 2 and --records at least 1")
     plan = Plan(args.patients, args.records)
     dbname = f"neonpro_bench_scale_{args.patients}_{args.records}"
+    superuser_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neonpro")  # prepare() changes it
     benchdb.prepare(dbname, script="bench/scale.py", drop=args.reseed)
     os.environ["NEONPRO_MASTER_KEY"] = benchdb.master_key("bench/scale.py")
     import django
@@ -352,6 +353,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
+        os.environ["DATABASE_URL"] = superuser_url
         benchdb.prepare(dbname, script="bench/scale.py", drop=True)
         call_command("migrate", verbosity=0)
     benchdb.use_app_role()
