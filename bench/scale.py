@@ -141,8 +141,14 @@ def _fingerprint(plan: Plan) -> str:
     return json.dumps({"v": SEED_VERSION, "seed": SEED, "patients": plan.patients, "records": plan.records})
 
 
-def _seeded(plan: Plan) -> bool:
-    with benchdb.owner() as conn:
+def _seeded(plan: Plan, dbname: str, url: str) -> bool:
+    """Whether ``dbname`` holds this plan's complete seed (read as the superuser, before Django)."""
+    import psycopg
+
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone():
+            return False
+    with psycopg.connect(url.rsplit("/", 1)[0] + f"/{dbname}", autocommit=True) as conn:
         row = conn.execute("SELECT to_regclass('bench_scale_seed') IS NOT NULL").fetchone()
         if not row or not row[0]:
             return False
@@ -339,8 +345,11 @@ def main() -> None:
         parser.error("--patients must be at least 2 and --records at least 1")
     plan = Plan(args.patients, args.records)
     dbname = f"neonpro_bench_scale_{args.patients}_{args.records}"
-    superuser_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neonpro")  # prepare() changes it
-    benchdb.prepare(dbname, script="bench/scale.py", drop=args.reseed)
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neonpro")
+    if not url.startswith("postgres"):
+        sys.exit("bench/scale.py runs on PostgreSQL: set DATABASE_URL=postgres://... (a superuser)")
+    seeded = not args.reseed and _seeded(plan, dbname, url)
+    benchdb.prepare(dbname, script="bench/scale.py", drop=not seeded)  # a partial or older seed starts over
     os.environ["NEONPRO_MASTER_KEY"] = benchdb.master_key("bench/scale.py")
     import django
 
@@ -348,14 +357,6 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    seeded = _seeded(plan)
-    if not seeded:  # a partial or older seed: start from an empty database
-        from django.db import connections
-
-        connections.close_all()
-        os.environ["DATABASE_URL"] = superuser_url
-        benchdb.prepare(dbname, script="bench/scale.py", drop=True)
-        call_command("migrate", verbosity=0)
     benchdb.use_app_role()
     figures: dict[str, Any] = {"patients": plan.patients, "records": plan.records, "role": benchdb.APP_ROLE}
     if seeded:
