@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.db import OperationalError, connection, transaction
 
@@ -27,6 +29,14 @@ def test_a_long_job_lifts_the_statement_limit_for_its_transaction() -> None:
     # SET LOCAL: it ends with the transaction (here, the test's own, which holds every test).
     with transaction.atomic(), long_statements():
         assert _show("statement_timeout") == "10min"
+
+
+def test_a_long_job_may_name_its_limit_and_the_setting_gives_the_default(settings: Any) -> None:
+    with transaction.atomic(), long_statements(milliseconds=90_000):
+        assert _show("statement_timeout") == "90s"
+    settings.NEONPRO_DB_LONG_STATEMENT_TIMEOUT_MS = 120_000
+    with transaction.atomic(), long_statements():
+        assert _show("statement_timeout") == "2min"
 
 
 def test_a_statement_past_its_limit_is_a_service_condition_not_a_bug() -> None:
