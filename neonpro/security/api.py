@@ -45,12 +45,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         logger.error("row integrity check failed: %s", exc)
         return Response({"detail": "This record failed its integrity check; the incident was recorded."}, status=500)
     if isinstance(exc, AuditUnavailableError):
-        response = Response({"detail": "The audit log is unavailable, so this request was refused; try again shortly."})
-        response.status_code, response["Retry-After"] = 503, "30"
-        return response
+        set_rollback()
+        detail = "The audit log is unavailable, so this request was refused; try again shortly."
+        return Response({"detail": detail}, status=503, headers={"Retry-After": "30"})
     if isinstance(exc, ProviderError):
+        set_rollback()
         logger.error("key provider unavailable: %s", type(exc).__name__)
-        return Response({"detail": "Encryption service unavailable; try again shortly."}, status=503)
+        detail = "Encryption service unavailable; try again shortly."
+        return Response({"detail": detail}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     reason = infrastructure_reason(exc)
     if reason is not None:
         set_rollback()

@@ -61,7 +61,7 @@ def test_a_key_provider_down_inside_a_view_is_a_json_503_naming_no_detail(  # ty
 
     response = client.get(_url(world.alice))
 
-    assert response.status_code == 503 and response.json() == PROVIDER_DOWN
+    assert response.status_code == 503 and response.json() == PROVIDER_DOWN and response["Retry-After"] == "2"
     assert world.alice.full_name not in response.content.decode()
     logged = [r.getMessage() for r in caplog.records if r.name == "neonpro.security.api"]
     assert logged == ["key provider unavailable: ProviderError"]  # the kind of failure, not where the HSM is
@@ -72,7 +72,7 @@ def test_a_key_provider_down_inside_a_view_is_a_json_503_naming_no_detail(  # ty
     ("exc", "status", "detail", "retry_after"),
     [
         (AuditUnavailableError("the chain lock is held by another session"), 503, "audit log is unavailable", "30"),
-        (ProviderError("HSM slot 3 did not answer", permanent=False), 503, "Encryption service unavailable", None),
+        (ProviderError("HSM slot 3 did not answer", permanent=False), 503, "Encryption service unavailable", "2"),
         (OperationalError("could not connect"), 503, "the database is unreachable", "2"),
     ],
 )
