@@ -308,7 +308,7 @@ class EncryptedMixin(_MixinBase):
             raise FieldError(
                 f"{self.label} is encrypted: values()/values_list() would return ciphertext, because "
                 "decryption needs the row's primary key. Load instances instead, e.g. "
-                f".only('pk', '{self.name}'), and read the attribute."
+                f".only('pk', '{self.name}') (sealed rows: with their version and owner too), and read the attribute."
             )
         return sql, params
 

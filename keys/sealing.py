@@ -69,7 +69,13 @@ def row_context(data: dict[str, Any], pk: Any, where: str) -> tuple[Any, bytes]:
 
 def binding_of(data: dict[str, Any], owner: str, version: str, where: str) -> bytes:
     """The v2 context suffix (0x02 ‖ owner UUID ‖ version) of a row's current values; b"" at version 0."""
-    number = data.get(version)
+    if version not in data:  # only()/defer() left it out: the value cannot be authenticated
+        raise DecryptionError(
+            f"the row was loaded without {version!r}, which its encrypted values are bound to: "
+            "include it (and the owner) in only()/defer()",
+            where=where,
+        )
+    number = data[version]
     if not number:
         return b""
     value = data.get(owner)

@@ -116,3 +116,18 @@ def test_refreshing_a_tampered_row_is_refused_and_audited(clinic) -> None:  # ty
     assert record.provider_id == clinic.doctor.pk  # the tampered row never reached the instance
     event = AuditEvent.objects.get(action="integrity.failed", resource_id=record.pk)
     assert event.details["check"] == "seal" and event.details["code"] == "seal_mismatch"
+
+
+def test_a_row_loaded_without_its_version_is_refused_clearly_not_reported_as_tampered(clinic) -> None:  # type: ignore[no-untyped-def]
+    from keys.exceptions import AuthenticationError, DecryptionError
+
+    before = AuditEvent.objects.filter(action="integrity.failed").count()
+    with system_context("test: partial load"):
+        partial = MedicalRecord.objects.only("id", "diagnosis").get(pk=clinic.record.pk)
+        with pytest.raises(DecryptionError, match="loaded without 'row_version'") as refused:
+            partial.diagnosis  # noqa: B018
+        whole = MedicalRecord.objects.only("id", "diagnosis", "row_version", "patient").get(pk=clinic.record.pk)
+
+        assert not isinstance(refused.value, AuthenticationError) and "Asthma" not in str(refused.value)
+        assert whole.diagnosis == "Asthma"
+    assert AuditEvent.objects.filter(action="integrity.failed").count() == before

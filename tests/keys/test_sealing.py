@@ -60,10 +60,13 @@ def test_a_sealed_rows_value_needs_its_owner_and_version_to_open(clinic) -> None
     for wrong in (
         {**row, "patient_id": clinic.bob.pk},  # another patient's
         {**row, "row_version": 2, "patient_id": clinic.alice.pk},  # another version
-        {"id": pk, "patient_id": clinic.alice.pk},  # no version: the legacy context, which it was not sealed for
+        {"id": pk, "row_version": 0, "patient_id": clinic.alice.pk},  # the legacy context: not what it was sealed for
     ):
         with pytest.raises(AuthenticationError):
             field.open_value(wrong, stored)
+    with pytest.raises(DecryptionError, match="loaded without 'row_version'") as unversioned:
+        field.open_value({"id": pk, "patient_id": clinic.alice.pk}, stored)  # only()/defer() left it out
+    assert not isinstance(unversioned.value, AuthenticationError)
 
 
 def test_a_value_naming_an_unknown_key_is_an_integrity_failure_of_its_row(clinic) -> None:  # type: ignore[no-untyped-def]
