@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from neonpro.security.access import get_visible
 from neonpro.security.api import HasCareRole, IsClinician, identity_of
+from neonpro.security.pagination import page_request, paged_response
 from patients import break_glass, services
 from patients.models import Patient
 from patients.serializers import (
@@ -28,8 +29,8 @@ class PatientListView(APIView):
     permission_classes = [IsAuthenticated, HasCareRole]
 
     def get(self, request: Request) -> Response:
-        patients = services.list_patients(identity_of(request))
-        return Response(PatientSerializer(patients, many=True).data)
+        page = services.list_patients(identity_of(request), page=page_request(request.query_params))
+        return paged_response(request, page, PatientSerializer(page.rows, many=True).data)
 
     def post(self, request: Request) -> Response:
         identity = identity_of(request)

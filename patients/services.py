@@ -14,7 +14,8 @@ from django.utils import timezone
 from neonpro.audit.services import record_event
 from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import SYSTEM, Identity, system_context
-from patients.models import CareTeamMembership, Patient
+from neonpro.security.pagination import Page, PageRequest, paginate
+from patients.models import CareTeamMembership, Patient, active_care_team, active_grants
 
 logger = logging.getLogger(__name__)
 RESOURCE = "patients.patient"
@@ -73,12 +74,26 @@ def get_patient(identity: Identity, pk: uuid.UUID | str, *, action: str = "patie
     return read_visible(Patient, pk, action=action, purpose_of=lambda p: access_purpose(identity, p.pk))
 
 
-def list_patients(identity: Identity, *, limit: int = 200) -> list[Patient]:
-    patients = list(Patient.objects.order_by("created_at")[:limit])
-    record_event(
-        "patient.list", resource_type=RESOURCE, details={"count": len(patients), "ids": [p.pk for p in patients]}
-    )
-    return patients
+PATIENT_ORDER = ("-created_at", "-id")
+
+
+def list_patients(identity: Identity, *, page: PageRequest | None = None) -> Page[Patient]:
+    """One page of the patients the caller may see, newest first; audited as the page.
+
+    A clinician's list starts from their active care-team rows and break-glass grants (the
+    same rows as ``Patient.scope_filter``, as one indexed set of ids rather than an OR over
+    the patients table). Raises ValidationError on a cursor not issued for this list to
+    this caller.
+    """
+    if identity.role == "clinician":
+        ids = active_care_team(identity.user_id).values("patient_id")
+        ids = ids.union(active_grants(identity.user_id).values("patient_id"))
+        queryset = Patient._base_manager.filter(pk__in=ids)  # RLS still applies underneath
+    else:
+        queryset = Patient.objects.all()
+    result = paginate(queryset, order=PATIENT_ORDER, page=page or PageRequest(), scope="patients", identity=identity)
+    record_event("patient.list", resource_type=RESOURCE, details=result.audit_details())
+    return result
 
 
 def search_patients(identity: Identity, *, field: str, value: str) -> list[Patient]:
@@ -187,8 +202,6 @@ def end_care_team_membership(
 
 
 def _on_care_team(identity: Identity, patient_id: uuid.UUID) -> bool:
-    from patients.models import active_care_team
-
     return active_care_team(identity.user_id).filter(patient_id=patient_id).exists()
 
 

@@ -12,10 +12,12 @@ from rest_framework.views import APIView
 
 from neonpro.security.access import get_visible
 from neonpro.security.api import HasCareRole, identity_of
+from neonpro.security.pagination import page_request, paged_response
 from records import services
 from records.models import Appointment, MedicalRecord
 from records.serializers import (
     AppointmentCreateSerializer,
+    AppointmentFilterSerializer,
     AppointmentSerializer,
     AppointmentUpdateSerializer,
     RecordSerializer,
@@ -27,7 +29,8 @@ class PatientRecordsView(APIView):
     permission_classes = [IsAuthenticated, HasCareRole]
 
     def get(self, request: Request, pk: uuid.UUID) -> Response:
-        return Response(RecordSerializer(services.list_records(identity_of(request), pk), many=True).data)
+        page = services.list_records(identity_of(request), pk, page=page_request(request.query_params))
+        return paged_response(request, page, RecordSerializer(page.rows, many=True).data)
 
     def post(self, request: Request, pk: uuid.UUID) -> Response:
         serializer = RecordWriteSerializer(data=request.data)
@@ -54,8 +57,16 @@ class AppointmentListView(APIView):
     permission_classes = [IsAuthenticated, HasCareRole]
 
     def get(self, request: Request) -> Response:
-        appointments = services.list_appointments(identity_of(request))
-        return Response(AppointmentSerializer(appointments, many=True).data)
+        """``?patient=<id>`` (one patient's) or ``?provider=<id>`` (one clinician's schedule)."""
+        filters = AppointmentFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        page = services.list_appointments(
+            identity_of(request),
+            patient_id=filters.validated_data.get("patient"),
+            provider_id=filters.validated_data.get("provider"),
+            page=page_request(request.query_params),
+        )
+        return paged_response(request, page, AppointmentSerializer(page.rows, many=True).data)
 
     def post(self, request: Request) -> Response:
         serializer = AppointmentCreateSerializer(data=request.data)

@@ -65,6 +65,13 @@ class AppointmentCreateSerializer(_StrictSerializer):
     notes = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 
+class AppointmentFilterSerializer(serializers.Serializer[Any]):
+    """The appointment list's filters (query parameters; the page ones are the paginator's)."""
+
+    patient = serializers.UUIDField(required=False)
+    provider = serializers.UUIDField(required=False)
+
+
 class AppointmentUpdateSerializer(_StrictSerializer):
     scheduled_at = serializers.DateTimeField(required=False)
     duration_minutes = serializers.IntegerField(min_value=5, max_value=480, required=False)

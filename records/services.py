@@ -14,6 +14,7 @@ from keys.signals import integrity_failure
 from neonpro.audit.services import SYSTEM_ACTOR_ID, record_event
 from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import Identity, system_context
+from neonpro.security.pagination import Page, PageRequest, paginate
 from patients.models import Patient, active_care_team, active_care_team_members
 from patients.services import access_purpose
 from records.models import Appointment, MedicalRecord, MedicalRecordRevision
@@ -35,17 +36,34 @@ def _require_care_team(identity: Identity, patient_id: uuid.UUID) -> None:
         raise PermissionDenied("Only clinicians on the patient's care team can change clinical records.")
 
 
-def list_records(identity: Identity, patient_id: uuid.UUID | str) -> list[MedicalRecord]:
+RECORD_ORDER = ("-record_date", "-id")
+APPOINTMENT_ORDER = ("scheduled_at", "id")
+
+
+def list_records(
+    identity: Identity, patient_id: uuid.UUID | str, *, page: PageRequest | None = None
+) -> Page[MedicalRecord]:
+    """One page of a visible patient's timeline, newest first; audited as the page.
+
+    Raises Patient.DoesNotExist (not visible) and ValidationError (a cursor not issued for
+    this timeline to this caller).
+    """
     patient = get_visible(Patient, patient_id, action="record.list")
-    records = list(MedicalRecord.objects.filter(patient=patient).order_by("-record_date", "-created_at"))
+    result = paginate(
+        MedicalRecord.objects.filter(patient=patient),
+        order=RECORD_ORDER,
+        page=page or PageRequest(),
+        scope=f"records:{patient.pk}",
+        identity=identity,
+    )
     record_event(
         "record.list",
         resource_type=RECORD,
         patient_id=patient.pk,
         purpose=access_purpose(identity, patient.pk),
-        details={"count": len(records), "ids": [r.pk for r in records]},
+        details=result.audit_details(),
     )
-    return records
+    return result
 
 
 def get_record(identity: Identity, pk: uuid.UUID | str) -> MedicalRecord:
@@ -134,18 +152,41 @@ def update_record(identity: Identity, record: MedicalRecord, changes: dict[str, 
     return record
 
 
-def list_appointments(identity: Identity, *, patient_id: uuid.UUID | str | None = None) -> list[Appointment]:
-    queryset = Appointment.objects.order_by("scheduled_at")
+def list_appointments(
+    identity: Identity,
+    *,
+    patient_id: uuid.UUID | str | None = None,
+    provider_id: uuid.UUID | None = None,
+    page: PageRequest | None = None,
+) -> Page[Appointment]:
+    """One page of the visible appointments, earliest first: of one patient, of one
+    provider, or all the caller may see; audited as the page.
+
+    Raises Patient.DoesNotExist (``patient_id`` not visible) and ValidationError (a cursor
+    not issued for this list to this caller).
+    """
+    queryset = Appointment.objects.all()
+    patient_pk = None
     if patient_id is not None:
-        patient = get_visible(Patient, patient_id, action="appointment.list")
-        queryset = queryset.filter(patient=patient)
-    appointments = list(queryset[:500])
+        patient_pk = get_visible(Patient, patient_id, action="appointment.list").pk
+        queryset = queryset.filter(patient_id=patient_pk)
+    if provider_id is not None:
+        queryset = queryset.filter(provider_id=provider_id)
+    result = paginate(
+        queryset,
+        order=APPOINTMENT_ORDER,
+        page=page or PageRequest(),
+        scope=f"appointments:{patient_pk or '*'}:{provider_id or '*'}",
+        identity=identity,
+    )
     record_event(
         "appointment.list",
         resource_type=APPOINTMENT,
-        details={"count": len(appointments), "ids": [a.pk for a in appointments]},
+        patient_id=patient_pk,
+        purpose=access_purpose(identity, patient_pk) if patient_pk else "",
+        details={**result.audit_details(), "provider": provider_id},
     )
-    return appointments
+    return result
 
 
 def get_appointment(identity: Identity, pk: uuid.UUID | str) -> Appointment:

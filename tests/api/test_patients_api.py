@@ -46,7 +46,9 @@ def test_clinician_lists_only_care_team_patients(api, world) -> None:  # type: i
     assert response.status_code == 200
     assert [p["id"] for p in response.json()] == [str(world.alice.pk)]
     [event] = audit_events(action="patient.list")
-    assert event.details == {"count": 1, "ids": [str(world.alice.pk)]}
+    # Issue 16: a list's audit event names the page (count, first and last ids), not every id.
+    page = str(world.alice.pk)
+    assert event.details == {"count": 1, "first": page, "last": page, "cursor": False, "more": False}
 
 
 @pytest.mark.parametrize("who", ["admin", None])
