@@ -11,12 +11,13 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
+from neonpro.security.admin_pages import KeysetAdminMixin
 from patients import break_glass
 from patients.models import CareTeamMembership, EmergencyAccessGrant
 
 
 @admin.register(CareTeamMembership)
-class CareTeamMembershipAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CareTeamMembershipAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Who is on which care team. Changes go through patients.services (audited), not forms:
     the patient field would need a patient list that administrators cannot see."""
 
@@ -27,6 +28,8 @@ class CareTeamMembershipAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ig
     # Never join the patient table: administrators cannot see patients, so an INNER JOIN on
     # it (what select_related() does for every foreign key) would hide every row.
     list_select_related = ("clinician",)
+    # Along the (clinician, patient) index: each clinician's teams together.
+    keyset_order = ("clinician_id", "patient_id", "id")
 
     @admin.display(description="Patient")
     def patient_ref(self, membership: CareTeamMembership) -> str:
@@ -51,7 +54,7 @@ class ReviewFilter(admin.SimpleListFilter):
 
 
 @admin.register(EmergencyAccessGrant)
-class EmergencyAccessGrantAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class EmergencyAccessGrantAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Every break-glass use, and the privacy officers' review queue ("Awaiting review").
 
     Read-only: grants are made and ended by clinicians; a review is one of the actions, and
@@ -73,7 +76,7 @@ class EmergencyAccessGrantAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: 
         "review_outcome",
     )
     readonly_fields = fields
-    ordering = ("-granted_at",)
+    ordering = keyset_order = ("-granted_at", "-id")
     list_select_related = ("clinician",)  # not the patient: see CareTeamMembershipAdmin
     actions = ["mark_appropriate", "mark_inappropriate", "mark_follow_up"]
     change_form_template = "admin/patients/emergencyaccessgrant/change_form.html"

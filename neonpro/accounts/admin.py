@@ -29,6 +29,7 @@ from django.urls import path, reverse
 from neonpro.accounts.models import AccountChange, Notification, PatientAccount, User
 from neonpro.accounts.services import issue_temporary_password
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
+from neonpro.security.admin_pages import KeysetAdminMixin
 
 SELF_PROTECTED = ("role", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")
 # Rights only superusers hand out: staff access, groups (Administrators, Privacy officers)
@@ -166,23 +167,24 @@ class PatientAccountAdmin(_TemporaryPasswordMixin, admin.ModelAdmin):  # type: i
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class NotificationAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Evidence (break-glass notices among them): viewable, never edited or deleted."""
 
     list_display = ("created_at", "kind", "recipient_id", "read_at")
     list_filter = ("kind",)
     fields = ("recipient_id", "kind", "details", "created_at", "read_at")
     readonly_fields = fields
+    ordering = keyset_order = ("-created_at", "-id")  # index notification_recent
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         return lookup in ("kind", "kind__exact")  # not through the recipient's username or role
 
 
 @admin.register(AccountChange)
-class AccountChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AccountChangeAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """What the database itself saw written to accounts (column names, never values)."""
 
     list_display = ("occurred_at", "table_name", "operation", "row_id", "columns", "database_role", "acting_as")
     list_filter = ("table_name", "operation", "database_role")
     readonly_fields = [f.name for f in AccountChange._meta.fields]
-    ordering = ("-id",)
+    ordering = keyset_order = ("-id",)

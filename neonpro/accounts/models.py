@@ -50,7 +50,11 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["recipient", "read_at"], name="notification_unread")]
+        indexes = [
+            models.Index(fields=["recipient", "read_at"], name="notification_unread"),
+            # Keyset pages of the admin list (neonpro.security.admin_pages), newest first.
+            models.Index(fields=["-created_at", "-id"], name="notification_recent"),
+        ]
 
     def __str__(self) -> str:
         return f"Notification {self.pk} ({self.kind})"

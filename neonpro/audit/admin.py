@@ -1,4 +1,4 @@
-"""The audit log in the admin: read-only, filterable, never editable."""
+"""The audit log in the admin: read-only, filterable, never editable; keyset pages, newest first."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from django.contrib import admin
 
 from neonpro.audit.models import AuditEvent
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
+from neonpro.security.admin_pages import KeysetAdminMixin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEventAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("id", "occurred_at", "action", "outcome", "actor_role", "actor_id", "resource_type", "resource_id")
     list_filter = ("outcome", "action", "actor_role")
     search_fields = ("=actor_id", "=resource_id", "=patient_id", "=request_id")
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
-    ordering = ("-id",)
+    ordering = keyset_order = ("-id",)  # newest first, along the primary key
