@@ -11,13 +11,13 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
-from neonpro.security.admin_pages import KeysetAdminMixin
+from neonpro.security.admin_pages import KeysetModelAdmin
 from patients import break_glass
 from patients.models import CareTeamMembership, EmergencyAccessGrant
 
 
 @admin.register(CareTeamMembership)
-class CareTeamMembershipAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CareTeamMembershipAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
     """Who is on which care team. Changes go through patients.services (audited), not forms:
     the patient field would need a patient list that administrators cannot see."""
 
@@ -54,7 +54,7 @@ class ReviewFilter(admin.SimpleListFilter):
 
 
 @admin.register(EmergencyAccessGrant)
-class EmergencyAccessGrantAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class EmergencyAccessGrantAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
     """Every break-glass use, and the privacy officers' review queue ("Awaiting review").
 
     Read-only: grants are made and ended by clinicians; a review is one of the actions, and

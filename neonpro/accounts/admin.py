@@ -29,7 +29,7 @@ from django.urls import path, reverse
 from neonpro.accounts.models import AccountChange, Notification, PatientAccount, User
 from neonpro.accounts.services import issue_temporary_password
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
-from neonpro.security.admin_pages import KeysetAdminMixin
+from neonpro.security.admin_pages import KeysetModelAdmin
 
 SELF_PROTECTED = ("role", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")
 # Rights only superusers hand out: staff access, groups (Administrators, Privacy officers)
@@ -167,7 +167,7 @@ class PatientAccountAdmin(_TemporaryPasswordMixin, admin.ModelAdmin):  # type: i
 
 
 @admin.register(Notification)
-class NotificationAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class NotificationAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
     """Evidence (break-glass notices among them): viewable, never edited or deleted."""
 
     list_display = ("created_at", "kind", "recipient_id", "read_at")
@@ -181,7 +181,7 @@ class NotificationAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AccountChange)
-class AccountChangeAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AccountChangeAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
     """What the database itself saw written to accounts (column names, never values)."""
 
     list_display = ("occurred_at", "table_name", "operation", "row_id", "columns", "database_role", "acting_as")

@@ -6,11 +6,11 @@ from django.contrib import admin
 
 from neonpro.audit.models import AuditEvent
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
-from neonpro.security.admin_pages import KeysetAdminMixin
+from neonpro.security.admin_pages import KeysetModelAdmin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(KeysetAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEventAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
     list_display = ("id", "occurred_at", "action", "outcome", "actor_role", "actor_id", "resource_type", "resource_id")
     list_filter = ("outcome", "action", "actor_role")
     search_fields = ("=actor_id", "=resource_id", "=patient_id", "=request_id")

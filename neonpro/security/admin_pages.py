@@ -2,18 +2,20 @@
 
 Django's changelist counts the filtered rows (and, unless told not to, the whole table) and
 pages with OFFSET, so page 10,000 of the audit log reads 1,000,000 rows first. A
-``KeysetAdminMixin`` admin shows ``list_per_page`` rows in its fixed ``keyset_order`` (which
-ends in the primary key and should match an index), fetched with the API's paginator
+``KeysetModelAdmin`` shows ``list_per_page`` rows in its fixed ``keyset_order`` (which ends
+in the primary key and should match an index), fetched with the API's paginator
 (``neonpro.security.pagination``): the next page is a cursor carried in the admin's own page
 parameter, so filters and search keep working and change nothing else. Column sorting is
 off (``sortable_by = ()``): sorting by an encrypted column orders ciphertext, and sorting by
-an unindexed one reads the whole table.
+an unindexed one reads the whole table. A bad cursor is the admin's "invalid lookup"
+answer (a redirect to ``?e=1``), never a 500.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import ValidationError
@@ -24,19 +26,21 @@ from neonpro.security.pagination import PageRequest, paginate
 
 
 class KeysetChangeList(ChangeList):
+    model_admin: KeysetModelAdmin
+
     def get_results(self, request: HttpRequest) -> None:
-        admin = self.model_admin
         cursor = request.GET.get(PAGE_VAR)
         try:
             page = paginate(
                 self.queryset,
-                order=admin.keyset_order,
+                order=self.model_admin.keyset_order,
+                # An old page number ("?p=3") starts again at the first page.
                 page=PageRequest(size=self.list_per_page, cursor=cursor if cursor and not cursor.isdigit() else None),
                 scope=f"admin:{self.opts.label_lower}",
                 identity=current_identity() or ANONYMOUS,
             )
         except ValidationError:
-            raise IncorrectLookupParameters from None  # the admin answers with its "?e=1" page
+            raise IncorrectLookupParameters from None
         self.result_list = page.rows
         self.result_count = len(page.rows)  # of this page: nothing is counted
         self.full_result_count = None
@@ -49,12 +53,12 @@ class KeysetChangeList(ChangeList):
         self.first_page_url = self.get_query_string(remove=[PAGE_VAR]) if page.from_cursor else None
 
 
-class KeysetAdminMixin:
-    """For a ModelAdmin of a big table; set ``keyset_order`` (indexed, ending in ``id``)."""
+class KeysetModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """For a big table; set ``keyset_order`` (indexed, ending in the primary key)."""
 
     keyset_order: tuple[str, ...] = ("-id",)
     show_full_result_count = False
-    sortable_by: tuple[str, ...] = ()
+    sortable_by = ()
     change_list_template = "admin/keyset_change_list.html"
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:

@@ -30,6 +30,8 @@ from urllib.parse import urlencode
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from keys import crypto
 from keys.exceptions import DecryptionError
@@ -158,15 +160,19 @@ def _decode(cursor: str, model: type[models.Model], names: list[str], context: b
         values = json.loads(crypto.decrypt(token, context=context))
         if not isinstance(values, list) or len(values) != len(names):
             raise ValueError("wrong shape")
-        return [model._meta.get_field(name).to_python(value) for name, value in zip(names, values, strict=True)]
+        return [_field(model, name).to_python(value) for name, value in zip(names, values, strict=True)]
     except (ValueError, binascii.Error, DecryptionError, ValidationError):
         raise ValidationError({CURSOR_PARAM: BAD_CURSOR}) from None
 
 
-def paged_response(request: Any, page: Page[Any], data: Any) -> Any:
+def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)  # an order names columns, never reverse relations
+    return field
+
+
+def paged_response(request: Request, page: Page[Any], data: Any) -> Response:
     """The page's rows as the JSON body (a list, as before pagination) and the next page as
     an RFC 8288 ``Link: <…>; rel="next"`` header (none on the last page)."""
-    from rest_framework.response import Response
-
     link = next_link(request.build_absolute_uri(request.path), request.query_params, page)
     return Response(data, headers={"Link": f'<{link}>; rel="next"'} if link else None)

@@ -320,3 +320,21 @@ def test_a_cursor_reveals_no_dates_or_ids(api, world) -> None:  # type: ignore[n
     for record in records:
         assert str(record.pk).encode() not in raw and record.pk.bytes not in raw
     assert b"2020-" not in raw and b"2021-" not in raw
+
+
+@pytest.mark.parametrize("values", [["2020-01-01"], ["not-a-date", str(uuid.uuid4())], {"a": 1}])
+def test_a_cursor_of_ours_with_another_shape_is_a_400(api, world, values) -> None:  # type: ignore[no-untyped-def]
+    """What an older release's cursor would be: sealed right, but not this order's position."""
+    import base64
+    import json
+
+    from keys import crypto
+    from neonpro.security.context import identity_for_user
+    from neonpro.security.pagination import CURSOR_PREFIX, CURSOR_PURPOSE, _context
+
+    context = _context(f"records:{world.alice.pk}", identity_for_user(world.doctor))
+    with system_context("test: seal a cursor"):
+        token = crypto.encrypt(json.dumps(values).encode(), context=context, purpose=CURSOR_PURPOSE)
+    cursor = CURSOR_PREFIX + base64.urlsafe_b64encode(token).decode().rstrip("=")
+    response = api(world.doctor).get(f"/api/v1/patients/{world.alice.pk}/records/?cursor={cursor}")
+    assert response.status_code == 400 and list(response.json()) == ["cursor"]
