@@ -30,7 +30,7 @@ class PatientListView(APIView):
 
     def get(self, request: Request) -> Response:
         page = services.list_patients(identity_of(request), page=page_request(request.query_params))
-        return paged_response(request, page, PatientSerializer(page.rows, many=True).data)
+        return paged_response(request, page, PatientSerializer(page.items, many=True).data)
 
     def post(self, request: Request) -> Response:
         identity = identity_of(request)

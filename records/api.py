@@ -30,7 +30,7 @@ class PatientRecordsView(APIView):
 
     def get(self, request: Request, pk: uuid.UUID) -> Response:
         page = services.list_records(identity_of(request), pk, page=page_request(request.query_params))
-        return paged_response(request, page, RecordSerializer(page.rows, many=True).data)
+        return paged_response(request, page, RecordSerializer(page.items, many=True).data)
 
     def post(self, request: Request, pk: uuid.UUID) -> Response:
         serializer = RecordWriteSerializer(data=request.data)
@@ -66,7 +66,7 @@ class AppointmentListView(APIView):
             provider_id=filters.validated_data.get("provider"),
             page=page_request(request.query_params),
         )
-        return paged_response(request, page, AppointmentSerializer(page.rows, many=True).data)
+        return paged_response(request, page, AppointmentSerializer(page.items, many=True).data)
 
     def post(self, request: Request) -> Response:
         serializer = AppointmentCreateSerializer(data=request.data)

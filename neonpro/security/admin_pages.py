@@ -41,8 +41,8 @@ class KeysetChangeList(ChangeList):
             )
         except ValidationError:
             raise IncorrectLookupParameters from None
-        self.result_list = page.rows
-        self.result_count = len(page.rows)  # of this page: nothing is counted
+        self.result_list = page.items
+        self.result_count = len(page.items)  # of this page: nothing is counted
         self.full_result_count = None
         self.show_full_result_count = False
         self.show_admin_actions = True

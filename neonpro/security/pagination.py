@@ -60,16 +60,16 @@ class PageRequest:
 
 @dataclass(frozen=True)
 class Page(Generic[M]):
-    rows: list[M]
+    items: list[M]
     next_cursor: str | None
     from_cursor: bool
 
     def audit_details(self) -> dict[str, Any]:
         """What the list's audit event says: the page, not every row on it."""
         return {
-            "count": len(self.rows),
-            "first": self.rows[0].pk if self.rows else None,
-            "last": self.rows[-1].pk if self.rows else None,
+            "count": len(self.items),
+            "first": self.items[0].pk if self.items else None,
+            "last": self.items[-1].pk if self.items else None,
             "cursor": self.from_cursor,
             "more": self.next_cursor is not None,
         }
@@ -114,7 +114,7 @@ def paginate(
     more = len(rows) > page.size
     rows = rows[: page.size]
     next_cursor = _encode([getattr(rows[-1], name) for name, _ in keys], context) if more else None
-    return Page(rows=rows, next_cursor=next_cursor, from_cursor=page.cursor is not None)
+    return Page(items=rows, next_cursor=next_cursor, from_cursor=page.cursor is not None)
 
 
 def next_link(url: str, params: Mapping[str, Any], page: Page[Any]) -> str | None:

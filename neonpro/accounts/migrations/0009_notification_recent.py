@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0007_account_change_triggers'),
+        ('accounts', '0008_account_change_signed_identity'),
     ]
 
     operations = [
