@@ -29,7 +29,7 @@ from django.urls import path, reverse
 from neonpro.accounts.models import AccountChange, Notification, PatientAccount, User
 from neonpro.accounts.services import issue_temporary_password
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
-from neonpro.security.admin_pages import KeysetModelAdmin
+from neonpro.security.admin_pages import KeysetModelAdmin, recent_values_filter
 
 SELF_PROTECTED = ("role", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")
 # Rights only superusers hand out: staff access, groups (Administrators, Privacy officers)
@@ -171,7 +171,7 @@ class NotificationAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
     """Evidence (break-glass notices among them): viewable, never edited or deleted."""
 
     list_display = ("created_at", "kind", "recipient_id", "read_at")
-    list_filter = ("kind",)
+    list_filter = (recent_values_filter("kind", "kind"),)
     fields = ("recipient_id", "kind", "details", "created_at", "read_at")
     readonly_fields = fields
     ordering = keyset_order = ("-created_at", "-id")  # index notification_recent
@@ -185,6 +185,10 @@ class AccountChangeAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
     """What the database itself saw written to accounts (column names, never values)."""
 
     list_display = ("occurred_at", "table_name", "operation", "row_id", "columns", "database_role", "acting_as")
-    list_filter = ("table_name", "operation", "database_role")
+    list_filter = (
+        recent_values_filter("table_name", "table name"),
+        recent_values_filter("operation", "operation"),
+        recent_values_filter("database_role", "database role"),
+    )
     readonly_fields = [f.name for f in AccountChange._meta.fields]
     ordering = keyset_order = ("-id",)
