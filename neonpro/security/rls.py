@@ -252,15 +252,16 @@ class PlannerSQL:
             )
         if own:
             parts.append(
-                f"SELECT o.patient_id FROM (VALUES ({cls.only('patient', 'patient_id')})) o (patient_id) "
+                f"SELECT o.patient_id FROM (VALUES ({cls.only('patient', 'patient_id')})) o (patient_id) "  # noqa: S608
                 "WHERE o.patient_id IS NOT NULL"
             )
         return f"(SELECT ARRAY({' UNION ALL '.join(parts)}))::uuid[]"
 
 
 def planner_policies() -> dict[str, Policies]:
-    """Every PHI table's policies as patients and records 0007 install them: the same rules as ``phi_policies()`` and the record
-    history's first ones, with every ``USING`` clause shaped by ``PlannerSQL``.
+    """Every PHI table's policies as patients and records 0007 install them: the rules of
+    ``phi_policies()`` and the record history's first ones, every ``USING`` clause shaped by
+    ``PlannerSQL``.
 
     ``WITH CHECK`` clauses (checked on each written row, never searched) are the first ones.
     """
