@@ -193,16 +193,17 @@ class PlannerSQL:
       array (``ARRAY(SELECT patient_id ... UNION ALL ...)``); an array of unknown length is
       estimated as 10 elements, so the estimate of a care-team query is about its real size
       instead of the fraction of the table a filter of sub-plans is guessed at.
-    * **Everything (system, admin) is ``(SELECT role IN (...)) AND id >= <floor>``**, where the
-      floor is the lowest UUID when the *unverified* token (or, for the owner, the plain
-      ``neonpro.role`` setting) names one of those roles, otherwise NULL. The planner reads the
-      floor while it plans (``current_setting`` is stable), so it knows that a clinician's
-      statement gets no row from this branch and a system one gets all of them, and picks the
-      plan for the identity at hand. The floor is only a hint: it is AND-ed with the verified
-      claim, so a forged token cannot widen anything (at worst it makes its own statement
-      slower). Whenever the verified claim names the role the hint does too (the claim is a
-      field of that very token, or the owner's plain setting), so the branch is exactly the
-      verified role check.
+    * **Everything (system, admin) is ``id >= CASE WHEN <hint> AND <verified role> THEN <lowest
+      UUID> END``**: every row for those roles, none (``>= NULL``) for the others, and one
+      index condition, so the bitmap of the whole ``OR`` is exact and the heap rows are not
+      filtered again. The hint is whether the *unverified* token (or, for the owner, the plain
+      ``neonpro.role`` setting) names one of the roles. The planner reads it while it plans
+      (``current_setting`` is stable), so it knows that a clinician's statement gets no row
+      from this branch and a system one many, and picks the plan for the identity at hand.
+      The hint is only AND-ed with the verified claim, so a forged token cannot widen
+      anything (at worst it makes its own statement slower); and whenever the verified claim
+      names the role the hint does too (the claim is a field of that very token, or the
+      owner's plain setting), so the branch is exactly the verified role check.
     """
 
     @staticmethod
@@ -215,16 +216,17 @@ class PlannerSQL:
     def hint(*roles: str) -> str:
         """Whether the unverified token or the owner's plain setting names one of ``roles``."""
         listed = ", ".join(f"'{role}'" for role in roles)
+        # Never NULL, so that the planner folds "<hint> AND <claim>" to false for the others.
         return (
-            f"(split_part(current_setting('neonpro.identity', true), ':', 4) IN ({listed}) "
-            f"OR current_setting('neonpro.role', true) IN ({listed}))"
+            f"coalesce(split_part(current_setting('neonpro.identity', true), ':', 4) IN ({listed}) "
+            f"OR current_setting('neonpro.role', true) IN ({listed}), false)"
         )
 
     @classmethod
     def everything(cls, *roles: str, column: str = "id") -> str:
         """Every row, for the verified ``roles``: a branch the planner can search, on ``column``
         (a NOT NULL UUID column that leads an index)."""
-        return f"({cls.role_in(*roles)} AND {column} >= CASE WHEN {cls.hint(*roles)} THEN {_ZERO_UUID} END)"
+        return f"{column} >= CASE WHEN {cls.hint(*roles)} AND {cls.role_in(*roles)} THEN {_ZERO_UUID} END"
 
     @staticmethod
     def only(role: str, field: str) -> str:
