@@ -395,12 +395,13 @@ class ReplacePolicies(PostgresOnlySQL):
     transaction, also inside a non-atomic migration: no statement ever sees a table with only
     some of its policies (PostgreSQL only)."""
 
+    atomic = True
+
     def __init__(self, tables: tuple[str, ...], forwards: dict[str, Policies], backwards: dict[str, Policies]) -> None:
         super().__init__(
             [statement for table in tables for statement in policy_statements(table, forwards[table])],
             [statement for table in tables for statement in policy_statements(table, backwards[table])],
         )
-        self.atomic = True
 
 
 class AddIndexOnline(AddIndexConcurrently):

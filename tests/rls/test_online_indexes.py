@@ -27,7 +27,10 @@ INDEX = models.Index(fields=["-n", "id"], name="rlsplan_probe_n")
 
 def _state(*indexes: models.Index) -> ProjectState:
     state = ProjectState()
-    fields = [("id", models.UUIDField(primary_key=True)), ("n", models.IntegerField())]
+    fields: list[tuple[str, models.Field[Any, Any]]] = [
+        ("id", models.UUIDField(primary_key=True)),
+        ("n", models.IntegerField()),
+    ]
     options = {"db_table": TABLE, "indexes": list(indexes)}
     state.add_model(ModelState(APP, "Thing", fields, options=options))
     return state
@@ -56,7 +59,7 @@ def _indexes(conn: Any) -> set[str]:
         return set(conn.introspection.get_constraints(cursor, TABLE))
 
 
-def _check(conn: Any) -> list[str]:
+def _check(conn: Any) -> list[bool]:
     """Add the index, drop it again (reversed), then the same through RemoveIndexOnline."""
     seen = []
     bare, indexed = _state(), _state(INDEX)
@@ -79,7 +82,12 @@ def _check(conn: Any) -> list[str]:
 
 def test_on_postgresql_the_indexes_are_built_and_dropped_concurrently(owner_connection: Any) -> None:
     statements: list[str] = []
-    owner_connection.execute_wrappers.append(lambda execute, sql, *args: statements.append(sql) or execute(sql, *args))
+
+    def record(execute: Any, sql: str, *args: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, *args)
+
+    owner_connection.execute_wrappers.append(record)
     assert _check(owner_connection) == [True, False, False, True]
     assert any(s.startswith("CREATE INDEX CONCURRENTLY") for s in statements)
     assert any(s.startswith("DROP INDEX CONCURRENTLY") for s in statements)

@@ -124,8 +124,9 @@ def _seed(world: World) -> Ids:
         for row, (p, c, hours, ended) in zip(ids.grants, world.grants, strict=True):
             cursor.execute(
                 "INSERT INTO patients_emergencyaccessgrant (id, reason, granted_at, expires_at, ended_at, "
-                "clinician_id, patient_id, review_outcome) VALUES (%s, %s, now() + make_interval(hours => %s::integer - 4), "
-                "now() + make_interval(hours => %s::integer), CASE WHEN %s::boolean THEN now() END, %s, %s, '')",
+                "clinician_id, patient_id, review_outcome) VALUES (%s, %s, "
+                "now() + make_interval(hours => %s::integer - 4), now() + make_interval(hours => %s::integer), "
+                "CASE WHEN %s::boolean THEN now() END, %s, %s, '')",
                 [row, BLOB, hours, hours, ended, ids.clinicians[c], ids.patients[p]],
             )
         for i, patient in enumerate(ids.patients):
