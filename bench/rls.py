@@ -567,7 +567,7 @@ def main() -> None:
         if _seeded():
             _log(f"{BENCH_DB}: already seeded ({RECORDS:,} records over {PATIENTS:,} patients), reusing it")
         else:
-            _log(f"seeding {BENCH_DB}: {RECORDS:,} records over {PATIENTS:,} patients")
+            _log(f"seeding {BENCH_DB}" + ("" if LISTS_ONLY else f": {RECORDS:,} records over {PATIENTS:,} patients"))
             if not LISTS_ONLY:
                 _seed(plan)
             if LIST_PATIENTS:
