@@ -42,6 +42,20 @@ pair's ratio is p50(RLS) / p50(bypass), each reported ratio is the median over p
 each ``*_ms_p50`` the median of the pairs' p50s. ``EXPLAIN (ANALYZE, BUFFERS)`` of every
 query on both sides goes to stderr with the progress. The last line printed is one JSON
 object.
+
+"My patients" at hospital scale (``--list-patients N``, e.g. 100000 or 1000000; the data
+set then lives in ``<database>_l<N>``, and ``--lists-only`` skips the comparison above): N
+more patients, written in bulk by the superuser (plain SQL with ciphertext-sized placeholder
+values that are never decrypted, ``session_replication_role = replica`` so a million rows
+take a minute, then ``VACUUM (ANALYZE)``), on care teams of 10 (clinician ``list-10``), of
+1,000 (``list-1000``) and of about 5,000 for 200 other clinicians, plus ended memberships
+and expired grants. Measured as ``neonpro_app`` with the clinician's signed identity, RLS in
+force: the first keyset page (50, ``ORDER BY created_at DESC, id DESC``) as the scoped
+manager sends it (``my_patients_team10_ms_p50``, ``my_patients_team1000_ms_p50``), and the
+page after a cursor (``*_next_page_ms_p50``); ``--iterations`` runs each, p50 reported, the
+plans on stderr.
+
+``--database NAME`` names the bench database (default ``neonpro_bench_rls``).
 """
 
 from __future__ import annotations
@@ -66,12 +80,24 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BENCH_DB = "neonpro_bench_rls"
+
+
+def _early(option: str, default: str) -> str:
+    """An option's value before argparse runs (the database must be known before Django starts)."""
+    argv = sys.argv[1:]
+    return argv[argv.index(option) + 1] if option in argv[:-1] else default
+
+
+BENCH_DB = _early("--database", "neonpro_bench_rls")
 # --smoke: the same measurement on a tiny data set of its own (make bench-smoke, in CI),
 # to prove the benchmark runs; its figures mean nothing.
 SMOKE = "--smoke" in sys.argv
 if SMOKE:
     BENCH_DB += "_smoke"
+LIST_PATIENTS = int(_early("--list-patients", "0"))
+LISTS_ONLY = "--lists-only" in sys.argv  # and only their data set
+if LIST_PATIENTS:
+    BENCH_DB += f"_l{LIST_PATIENTS}" + ("_only" if LISTS_ONLY else "")
 OWNER_ROLE = "neonpro_owner"
 APP_ROLE = "neonpro_app"
 BYPASS_ROLE = "neonpro_bench_bypass"
@@ -97,6 +123,7 @@ FINGERPRINT = json.dumps(
         "ended": ENDED_MEMBERSHIPS,
         "future": FUTURE_MEMBERSHIPS,
         "grants": [GRANTS, ACTIVE_GRANTS],
+        "list_patients": [LIST_PATIENTS, LISTS_ONLY, 2],
     },
     sort_keys=True,
 )
@@ -189,6 +216,7 @@ django.setup()
 from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import Q
 
 from neonpro.accounts.models import User
 from neonpro.security.context import Identity, acting_as, system_context
@@ -335,10 +363,14 @@ def _seed(plan: dict[str, Any]) -> None:
                 _log(f"  records: {n:,} ({time.perf_counter() - started:.1f} s)")
         if batch:
             MedicalRecord.objects.bulk_create(batch, batch_size=2000)
+    _log(f"  seeded in {time.perf_counter() - started:.1f} s")
+
+
+def _mark_seeded() -> None:
+    """Only a complete seed is reused: an interrupted one has no fingerprint and is recreated."""
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_rls_seed (fingerprint text NOT NULL)")
         cursor.execute("INSERT INTO bench_rls_seed VALUES (%s)", [FINGERPRINT])
-    _log(f"  seeded in {time.perf_counter() - started:.1f} s")
 
 
 def _seeded() -> bool:
@@ -414,11 +446,118 @@ def _explain(conn: psycopg.Connection[Any], identity: Identity, query: str, para
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+LIST_PATIENT = "7e570000-0000-4000-9000-"
+LIST_USER = "7e570000-0000-4000-8000-"
+LIST_OTHERS = 200  # other clinicians, ~N/200 patients each
+LIST_TEAMS = (10, 1000)
+
+
+def _list_id(prefix: str, n: str) -> str:
+    return f"('{prefix}' || lpad(to_hex({n}), 12, '0'))::uuid"
+
+
+def _list_statements() -> list[str]:
+    """The "my patients" data set: clinician 1 has 10 patients, clinician 2 1,000, 200 others the rest."""
+    n = LIST_PATIENTS
+    step10, step1000 = n // 10, n // 1000
+    if step1000 < 2 or step10 % step1000:
+        sys.exit("--list-patients: use at least 2,000 patients, a multiple of 10,000 or 3,000")
+    team = f"CASE WHEN p % {step10} = 0 THEN 1 WHEN p % {step1000} = 1 THEN 2 END"
+    # Placeholder ciphertexts of a real one's size: version byte, nonce, tag, payload (never decrypted).
+    blob = "'\\x01'::bytea || decode(repeat('5a', 60), 'hex')"
+    searchable = "decode(repeat('a5', 20), 'hex') || '\\x01'::bytea || decode(repeat('5a', 60), 'hex')"
+    return [
+        "SET LOCAL session_replication_role = replica",
+        "INSERT INTO accounts_user (id, password, is_superuser, username, first_name, last_name, email, is_staff, "
+        "is_active, date_joined, role, must_change_password) "
+        f"SELECT {_list_id(LIST_USER, 'c')}, '!', false, 'list-' || c, '', '', '', false, true, now(), 'clinician', "
+        f"false FROM generate_series(1, {LIST_OTHERS + 2}) c",
+        "INSERT INTO patients_patient (id, full_name, date_of_birth, ssn, mrn, email, phone, address, created_at, "
+        "updated_at, active, contact_by_email, contact_by_sms, user_id) "
+        f"SELECT {_list_id(LIST_PATIENT, 'p')}, b, b, s, s, s, s, b, "
+        f"timestamptz '2016-01-01' + p * interval '{max(1, 3_000_000 // n)} minutes', now(), true, false, false, NULL "
+        f"FROM generate_series(1, {n}) p, (SELECT {blob} AS b, {searchable} AS s) v",
+        # Every patient has one of the 200 others; the two benched teams come on top.
+        "INSERT INTO patients_careteammembership (id, starts_on, ends_on, created_at, clinician_id, patient_id) "
+        f"SELECT gen_random_uuid(), date '2016-01-01', NULL, now(), {_list_id(LIST_USER, f'3 + p % {LIST_OTHERS}')}, "
+        f"{_list_id(LIST_PATIENT, 'p')} FROM generate_series(1, {n}) p",
+        "INSERT INTO patients_careteammembership (id, starts_on, ends_on, created_at, clinician_id, patient_id) "
+        f"SELECT gen_random_uuid(), date '2016-01-01', NULL, now(), {_list_id(LIST_USER, team)}, "
+        f"{_list_id(LIST_PATIENT, 'p')} FROM generate_series(1, {n}) p WHERE {team} IS NOT NULL",
+        # Ended memberships of the benched clinicians (they must not count) and expired grants.
+        "INSERT INTO patients_careteammembership (id, starts_on, ends_on, created_at, clinician_id, patient_id) "
+        f"SELECT gen_random_uuid(), date '2015-01-01', date '2015-06-01', now(), {_list_id(LIST_USER, '1 + p % 2')}, "
+        f"{_list_id(LIST_PATIENT, f'1 + (p * 7919) % {n}')} FROM generate_series(1, 100) p",
+        "INSERT INTO patients_emergencyaccessgrant (id, reason, granted_at, expires_at, ended_at, clinician_id, "
+        f"patient_id, review_outcome) SELECT gen_random_uuid(), {blob}, timestamptz '2021-01-01', "
+        f"timestamptz '2021-01-02', NULL, {_list_id(LIST_USER, f'1 + p % {LIST_OTHERS + 2}')}, "
+        f"{_list_id(LIST_PATIENT, f'1 + (p * 104729) % {n}')}, '' FROM generate_series(1, {max(100, n // 100)}) p",
+    ]
+
+
+def _seed_list() -> None:
+    started = time.perf_counter()
+    _log(f"  my patients: {LIST_PATIENTS:,} more patients, in bulk")
+    with psycopg.connect(**_conninfo(SERVER["user"], BENCH_DB)) as conn:
+        for statement in _list_statements():
+            conn.execute(statement)
+    _log(f"  my patients: seeded in {time.perf_counter() - started:.1f} s")
+
+
+def _list_queries(identity: Identity) -> tuple[tuple[str, Any], Any]:
+    """The first page as the scoped manager sends it, and a function giving the page after a row."""
+    newest_first = ("-created_at", "-id")
+    with acting_as(identity):
+        first = Patient.objects.order_by(*newest_first)[:50].query.sql_with_params()
+
+    def after(created_at: Any, pid: Any) -> tuple[str, Any]:
+        with acting_as(identity):
+            queryset = Patient.objects.filter(
+                Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pid)
+            ).order_by(*newest_first)[:50]
+            return queryset.query.sql_with_params()
+
+    return first, after
+
+
+def _measure_list(iterations: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"list_patients": LIST_PATIENTS}
+    conn = _connect(APP_ROLE)
+    try:
+        for size, user in zip(LIST_TEAMS, (1, 2), strict=True):
+            identity = Identity(user_id=uuid.UUID(f"{LIST_USER}{user:012x}"), role="clinician")
+            (query, params), after = _list_queries(identity)
+            connection.close()
+            with conn.transaction(), conn.cursor() as cursor:
+                set_identity(cursor, identity)
+                cursor.execute(query, params)
+                page = cursor.fetchall()
+                columns = [column.name for column in cursor.description or ()]
+            assert len(page) == min(50, size), f"team of {size}: first page has {len(page)} rows"
+            last = dict(zip(columns, page[-1], strict=True))
+            next_query, next_params = after(last["created_at"], last["id"])
+            connection.close()
+            for name, (sql_text, sql_params) in (("", (query, params)), ("_next_page", (next_query, next_params))):
+                for _ in range(min(20, iterations)):  # warm caches
+                    _once(conn, identity, sql_text, sql_params)
+                timings = [_once(conn, identity, sql_text, sql_params)[0] for _ in range(iterations)]
+                result[f"my_patients_team{size}{name}_ms_p50"] = round(statistics.median(timings) * 1000, 3)
+                _log(f"EXPLAIN ANALYZE my patients, team of {size}{name.replace('_', ' ')} ({APP_ROLE}):")
+                _log(_explain(conn, identity, sql_text, sql_params))
+            _log(f"  team of {size}: {result[f'my_patients_team{size}_ms_p50']} ms p50")
+    finally:
+        conn.close()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=200, help="queries per side per pair")
     parser.add_argument("--smoke", action="store_true", help="tiny data set of its own: checks that the bench runs")
+    parser.add_argument("--database", default="neonpro_bench_rls", help="name of the bench database")
+    parser.add_argument("--list-patients", type=int, default=0, help='patients for the "my patients" list')
+    parser.add_argument("--lists-only", action="store_true", help='only the "my patients" list (and its data)')
     args = parser.parse_args()
 
     try:
@@ -428,10 +567,16 @@ def main() -> None:
         if _seeded():
             _log(f"{BENCH_DB}: already seeded ({RECORDS:,} records over {PATIENTS:,} patients), reusing it")
         else:
-            _log(f"seeding {BENCH_DB}: {RECORDS:,} records over {PATIENTS:,} patients")
-            _seed(plan)
+            _log(f"seeding {BENCH_DB}" + ("" if LISTS_ONLY else f": {RECORDS:,} records over {PATIENTS:,} patients"))
+            if not LISTS_ONLY:
+                _seed(plan)
+            if LIST_PATIENTS:
+                _seed_list()
+            _mark_seeded()
         _prepare_tables()
-        result = _measure(plan, args.pairs, args.iterations)
+        result: dict[str, Any] = {} if args.lists_only else _measure(plan, args.pairs, args.iterations)
+        if LIST_PATIENTS:
+            result |= _measure_list(args.iterations)
     finally:
         connection.close()
         _drop_bypass_role()

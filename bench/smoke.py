@@ -24,7 +24,10 @@ SMOKE_RUNS: dict[str, tuple[list[str], set[str]]] = {
         ["--rows", "200", "--pairs", "1", "--lookup-rows", "500", "--lookup-samples", "20"],
         {"write_ratio", "read_ratio", "djcrypto_ratio", "lookup_ms_p50"},
     ),
-    "rls.py": (["--smoke", "--pairs", "1", "--iterations", "5"], {"rls_ratio", "rls_ms_p50", "bypass_ms_p50"}),
+    "rls.py": (
+        ["--smoke", "--pairs", "1", "--iterations", "5", "--list-patients", "3000"],
+        {"rls_ratio", "rls_ms_p50", "bypass_ms_p50", "my_patients_team10_ms_p50", "my_patients_team1000_ms_p50"},
+    ),
     "reencrypt.py": (
         ["--rows", "300", "--scale-rows", "600", "--batch", "100"],
         {"rows_per_s", "peak_rss_mb", "rss_growth_mb"},

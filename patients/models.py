@@ -106,6 +106,9 @@ class Patient(models.Model):
 
     class Meta:
         base_manager_name = "_plain"
+        # The patient list's keyset order (newest first); scope-only lists start from the
+        # care-team array of the row-level-security policy (docs/database.md).
+        indexes = [models.Index(fields=["-created_at", "-id"], name="patient_created_desc")]
 
     def __str__(self) -> str:
         return f"Patient {self.pk}"
@@ -142,7 +145,10 @@ class CareTeamMembership(models.Model):
 
     class Meta:
         base_manager_name = "_plain"
-        indexes = [models.Index(fields=["clinician", "patient"], name="careteam_clinician_patient")]
+        # A clinician's active care team, read from the index alone (the policies' array).
+        indexes = [
+            models.Index(fields=["clinician", "patient", "starts_on", "ends_on"], name="careteam_clinician_active")
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(ends_on__isnull=True) | Q(ends_on__gte=models.F("starts_on")),
@@ -196,6 +202,12 @@ class EmergencyAccessGrant(models.Model):
         indexes = [
             models.Index(fields=["clinician", "patient", "expires_at"], name="grant_clinician_patient"),
             models.Index(fields=["clinician", "granted_at"], name="grant_clinician_recent"),
+            # A clinician's active grants (the policies' array): open ones only.
+            models.Index(
+                fields=["clinician", "expires_at", "patient"],
+                condition=Q(ended_at__isnull=True),
+                name="grant_clinician_active",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -47,7 +47,8 @@ class MedicalRecord(SealedRow):
 
     class Meta:
         base_manager_name = "_plain"
-        indexes = [models.Index(fields=["patient", "record_date"], name="record_patient_date")]
+        # A patient's timeline in its keyset order (newest first).
+        indexes = [models.Index(fields=["patient", "-record_date", "-id"], name="record_patient_timeline")]
 
     def __str__(self) -> str:
         return f"Medical record {self.pk}"
@@ -156,8 +157,9 @@ class Appointment(SealedRow):
     class Meta:
         base_manager_name = "_plain"
         indexes = [
-            models.Index(fields=["patient", "scheduled_at"], name="appointment_patient_time"),
-            models.Index(fields=["provider", "scheduled_at"], name="appointment_provider_time"),
+            # Keyset orders of a patient's and a provider's appointments.
+            models.Index(fields=["patient", "scheduled_at", "id"], name="appointment_patient_time_id"),
+            models.Index(fields=["provider", "scheduled_at", "id"], name="appointment_provider_time_id"),
         ]
         constraints = [
             models.CheckConstraint(

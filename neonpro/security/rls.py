@@ -6,6 +6,11 @@ owner is filtered) and one policy per command — SELECT (USING), INSERT (WITH C
 sub-selects, so each is evaluated once per statement, and an unset identity casts to NULL,
 which matches no row. On other databases the operation does nothing (the ORM's scoped
 managers filter there).
+
+The current policies (``planner_policies()``, installed by patients/records 0007) are shaped
+for the planner: every branch of a ``USING`` clause is a comparison of an indexed column with
+a value computed once per statement, so a scope-only query becomes index scans (a BitmapOr)
+instead of a sequential scan with a filter; see ``PlannerSQL``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations
+from django.db.migrations.operations import AddIndex, RemoveIndex
 
 
 @dataclass(frozen=True)
@@ -69,10 +76,12 @@ Policies = dict[str, tuple[str | None, str | None]]
 
 
 def phi_policies(ids: IdentitySQL = SIGNED) -> dict[str, Policies]:
-    """Every PHI table's current policies, reading the identity through ``ids``.
+    """The first policies of every PHI table but the record history, reading the identity through ``ids``.
 
-    The same rules the first migrations installed (patients 0003; records 0002 and 0004, the
-    latest appointment update rule): security 0001 re-creates them all on SIGNED.
+    The rules the first migrations installed (patients 0003; records 0002 and 0004, the latest
+    appointment update rule), which security 0001 re-created on SIGNED. Historical: patients
+    and records 0007 replace them with ``planner_policies()`` (same rules, planner-shaped) and
+    restore these when reversed, so this must keep producing what it produced.
     """
     system, role, uid, patient = ids.is_system, ids.role, ids.uid, ids.patient
     care_team, granted = ids.care_team, ids.granted
@@ -137,6 +146,174 @@ def phi_policies(ids: IdentitySQL = SIGNED) -> dict[str, Policies]:
             "delete": (system, None),
         },
     }
+
+
+# The record history's first policies (records 0005), on SIGNED: a revision names the record's
+# own patient, and a clinician records only their own edits.
+HISTORY_READ_V1 = (
+    f"{IS_SYSTEM} OR ({ROLE} = 'patient' AND patient_id = {PATIENT}) "
+    f"OR ({ROLE} = 'clinician' AND (patient_id IN {CARE_TEAM} OR patient_id IN {GRANTED}))"
+)
+HISTORY_CREATE = (
+    "patient_id = (SELECT r.patient_id FROM records_medicalrecord r WHERE r.id = record_id) AND ("  # noqa: S608
+    f"{IS_SYSTEM} OR ({ROLE} = 'clinician' AND changed_by = {UID} AND patient_id IN {CARE_TEAM}))"
+)
+
+
+def history_policies_v1() -> Policies:
+    """``records_medicalrecordrevision``'s policies as records 0005 installed them."""
+    return {
+        "select": (HISTORY_READ_V1, None),
+        "insert": (None, HISTORY_CREATE),
+        "update": (IS_SYSTEM, IS_SYSTEM),
+        "delete": (None, None),
+    }
+
+
+_ZERO_UUID = "'00000000-0000-0000-0000-000000000000'::uuid"
+
+
+def _claim(field: str) -> str:
+    return f"neonpro_identity_claim('{field}')"
+
+
+class PlannerSQL:
+    """Policy expressions the planner can turn into index scans, on the signed identity.
+
+    Three rules make a ``USING`` clause cheap to plan and to run:
+
+    * **Every branch compares an indexed column with a value** (``id = ANY(<array>)``,
+      ``user_id = <value>``, ``clinician_id = <value>``): ``A OR B OR C`` then becomes a
+      BitmapOr of index scans. A branch without a column (``role = 'system'``) cannot be
+      searched in an index and forces a sequential scan of the whole table, so the role goes
+      *into the value*: ``clinician_id = (SELECT CASE WHEN role = 'clinician' THEN user_id END)``
+      is NULL, i.e. no row, for any other role.
+    * **Each value is a scalar sub-select** (an initplan): computed once per statement, as an
+      index key or a parameter, never per row. The care team and the active grants are one
+      array (``ARRAY(SELECT patient_id ... UNION ALL ...)``); an array of unknown length is
+      estimated as 10 elements, so the estimate of a care-team query is about its real size
+      instead of the fraction of the table a filter of sub-plans is guessed at.
+    * **Everything (system, admin) is ``id >= CASE WHEN <hint> AND <verified role> THEN <lowest
+      UUID> END``**: every row for those roles, none (``>= NULL``) for the others, and one
+      index condition, so the bitmap of the whole ``OR`` is exact and the heap rows are not
+      filtered again. The hint is whether the *unverified* token (or, for the owner, the plain
+      ``neonpro.role`` setting) names one of the roles. The planner reads it while it plans
+      (``current_setting`` is stable), so it knows that a clinician's statement gets no row
+      from this branch and a system one many, and picks the plan for the identity at hand.
+      The hint is only AND-ed with the verified claim, so a forged token cannot widen
+      anything (at worst it makes its own statement slower); and whenever the verified claim
+      names the role the hint does too (the claim is a field of that very token, or the
+      owner's plain setting), so the branch is exactly the verified role check.
+    """
+
+    @staticmethod
+    def role_in(*roles: str) -> str:
+        """Whether the verified role is one of ``roles``: one boolean initplan."""
+        listed = ", ".join(f"'{role}'" for role in roles)
+        return f"(SELECT {_claim('role')} IN ({listed}))"
+
+    @staticmethod
+    def hint(*roles: str) -> str:
+        """Whether the unverified token or the owner's plain setting names one of ``roles``."""
+        listed = ", ".join(f"'{role}'" for role in roles)
+        # Never NULL, so that the planner folds "<hint> AND <claim>" to false for the others.
+        return (
+            f"coalesce(split_part(current_setting('neonpro.identity', true), ':', 4) IN ({listed}) "
+            f"OR current_setting('neonpro.role', true) IN ({listed}), false)"
+        )
+
+    @classmethod
+    def everything(cls, *roles: str, column: str = "id") -> str:
+        """Every row, for the verified ``roles``: a branch the planner can search, on ``column``
+        (a NOT NULL UUID column that leads an index)."""
+        return f"{column} >= CASE WHEN {cls.hint(*roles)} AND {cls.role_in(*roles)} THEN {_ZERO_UUID} END"
+
+    @staticmethod
+    def only(role: str, field: str) -> str:
+        """The verified claim ``field`` (a UUID) when the verified role is ``role``, else NULL."""
+        return f"(SELECT CASE WHEN {_claim('role')} = '{role}' THEN {_claim(field)}::uuid END)"
+
+    @classmethod
+    def patients(cls, *, grants: bool, own: bool) -> str:
+        """The patient ids the identity reaches, as one array computed once per statement.
+
+        A clinician's active care team (and, with ``grants``, their active break-glass grants);
+        with ``own``, a patient's own id. The rows come through those tables' own policies, as
+        the first policies' ``IN (SELECT ...)`` did.
+        """
+        clinician = cls.only("clinician", "user_id")
+        parts = [
+            "SELECT m.patient_id FROM patients_careteammembership m "  # noqa: S608 - constant SQL
+            f"WHERE m.clinician_id = {clinician} AND m.starts_on <= current_date "
+            "AND (m.ends_on IS NULL OR m.ends_on >= current_date)"
+        ]
+        if grants:
+            parts.append(
+                "SELECT g.patient_id FROM patients_emergencyaccessgrant g "  # noqa: S608 - constant SQL
+                f"WHERE g.clinician_id = {clinician} AND g.expires_at > now() AND g.ended_at IS NULL"
+            )
+        if own:
+            parts.append(
+                f"SELECT o.patient_id FROM (VALUES ({cls.only('patient', 'patient_id')})) o (patient_id) "  # noqa: S608
+                "WHERE o.patient_id IS NOT NULL"
+            )
+        return f"(SELECT ARRAY({' UNION ALL '.join(parts)}))::uuid[]"
+
+
+def planner_policies() -> dict[str, Policies]:
+    """Every PHI table's policies as patients and records 0007 install them: the rules of
+    ``phi_policies()`` and the record history's first ones, every ``USING`` clause shaped by
+    ``PlannerSQL``.
+
+    ``WITH CHECK`` clauses (checked on each written row, never searched) are the first ones.
+    """
+    p = PlannerSQL
+    first = phi_policies(SIGNED)
+    system = p.everything("system")
+    readable = f"ANY ({p.patients(grants=True, own=True)})"
+    care_team = f"ANY ({p.patients(grants=False, own=False)})"
+    patient_read = f"{system} OR id = {readable} OR user_id = {p.only('patient', 'user_id')}"  # own row, or own account
+    patient_write = f"{system} OR id = ANY ({p.patients(grants=False, own=True)})"
+    # On clinician_id: the care-team and grant arrays then read the (clinician, ...) indexes alone.
+    linked_read = (
+        f"{p.everything('system', 'admin', column='clinician_id')} OR clinician_id = {p.only('clinician', 'user_id')} "
+        f"OR patient_id = {p.only('patient', 'patient_id')}"
+    )
+    administered = p.everything("system", "admin", column="clinician_id")
+    clinical_read = f"{system} OR patient_id = {readable}"
+    clinical_write = f"{system} OR patient_id = {care_team}"
+    own = p.only("patient", "patient_id")
+
+    def keep_checks(table: str, using: dict[str, str]) -> Policies:
+        return {command: (using.get(command, old[0]), old[1]) for command, old in first[table].items()}
+
+    return {
+        "patients_patient": keep_checks("patients_patient", {"select": patient_read, "update": patient_write}),
+        "patients_careteammembership": keep_checks(
+            "patients_careteammembership", {"select": linked_read, "update": administered, "delete": administered}
+        ),
+        "patients_emergencyaccessgrant": keep_checks("patients_emergencyaccessgrant", {"select": linked_read}),
+        "records_medicalrecord": keep_checks(
+            "records_medicalrecord", {"select": clinical_read, "update": clinical_write}
+        ),
+        "records_appointment": keep_checks(
+            "records_appointment",
+            {
+                "select": clinical_read,
+                "update": f"{clinical_write} OR (patient_id = {own} AND status IN ('requested', 'confirmed'))",
+            },
+        ),
+        "records_medicalrecordrevision": {**history_policies_v1(), "select": (clinical_read, None)},
+    }
+
+
+PATIENTS_TABLES = ("patients_patient", "patients_careteammembership", "patients_emergencyaccessgrant")
+RECORDS_TABLES = ("records_medicalrecord", "records_appointment", "records_medicalrecordrevision")
+
+
+def first_policies() -> dict[str, Policies]:
+    """What ``planner_policies()`` replaced, per table: the state before patients/records 0007."""
+    return {**phi_policies(SIGNED), "records_medicalrecordrevision": history_policies_v1()}
 
 
 def policy_statements(table: str, policies: Policies) -> list[str]:
@@ -211,3 +388,50 @@ class PostgresOnlySQL(migrations.RunSQL):
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
         if schema_editor.connection.vendor == "postgresql":
             super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+
+class ReplacePolicies(PostgresOnlySQL):
+    """Re-create the policies of ``tables`` from ``forwards`` (reversed: from ``backwards``) in one
+    transaction, also inside a non-atomic migration: no statement ever sees a table with only
+    some of its policies (PostgreSQL only)."""
+
+    atomic = True
+
+    def __init__(self, tables: tuple[str, ...], forwards: dict[str, Policies], backwards: dict[str, Policies]) -> None:
+        super().__init__(
+            [statement for table in tables for statement in policy_statements(table, forwards[table])],
+            [statement for table in tables for statement in policy_statements(table, backwards[table])],
+        )
+
+
+class AddIndexOnline(AddIndexConcurrently):
+    """``CREATE INDEX CONCURRENTLY`` on PostgreSQL (writes to a live table go on while it builds;
+    the migration must be ``atomic = False``), a plain ``CREATE INDEX`` elsewhere (SQLite)."""
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
+            AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+
+
+class RemoveIndexOnline(RemoveIndexConcurrently):
+    """``DROP INDEX CONCURRENTLY`` on PostgreSQL, a plain ``DROP INDEX`` elsewhere."""
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
+            RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
