@@ -19,6 +19,10 @@ The batches run as the migrating role (the table owner), for whom the table's FO
 SECURITY is lifted while they run and restored afterwards (the application role, which is
 not the owner, stays under row-level security throughout).
 
+The statements that take a brief exclusive lock (ADD/DROP COLUMN, the trigger, FORCE ROW
+LEVEL SECURITY) wait at most LOCK_TIMEOUT for it, so a long transaction makes the migration
+fail (run it again) instead of queueing every request behind it.
+
 SQLite (the embedded mode) adds real generated columns, remaking the table as Django does.
 """
 
@@ -29,6 +33,16 @@ import keys.fields
 MODEL = "patient"
 SEARCHABLE = ("ssn", "mrn", "email", "phone")
 BATCH = 5000
+LOCK_TIMEOUT = "5s"
+
+
+def _brief(schema_editor, statement):
+    """A statement that needs an exclusive lock for a moment: never wait long for it."""
+    schema_editor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+    try:
+        schema_editor.execute(statement)
+    finally:
+        schema_editor.execute("RESET lock_timeout")
 
 
 def _add_fields():
@@ -81,7 +95,7 @@ class AddSearchProbes(migrations.operations.base.Operation):
         q = schema_editor.quote_name
         table = model._meta.db_table
         for name in self.searchable:
-            schema_editor.execute(f"ALTER TABLE {q(table)} ADD COLUMN IF NOT EXISTS {q(name + '_probe')} bytea")
+            _brief(schema_editor, f"ALTER TABLE {q(table)} ADD COLUMN IF NOT EXISTS {q(name + '_probe')} bytea")
         sets = " ".join(
             f"NEW.{q(name + '_probe')} := substr(NEW.{q(name)}, {keys.fields.PROBE_START}, "
             f"{keys.fields.PROBE_SIZE});"
@@ -92,9 +106,10 @@ class AddSearchProbes(migrations.operations.base.Operation):
             f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ "
             f"BEGIN {sets} RETURN NEW; END $$"
         )
-        schema_editor.execute(
+        _brief(
+            schema_editor,
             f"CREATE OR REPLACE TRIGGER {function} BEFORE INSERT OR UPDATE ON {q(table)} "
-            f"FOR EACH ROW EXECUTE FUNCTION {function}()"
+            f"FOR EACH ROW EXECUTE FUNCTION {function}()",
         )
         self._backfill(schema_editor, table)
         for name in self.searchable:
@@ -112,7 +127,7 @@ class AddSearchProbes(migrations.operations.base.Operation):
             f"{q(name + '_probe')} = substr({q(name)}, {keys.fields.PROBE_START}, {keys.fields.PROBE_SIZE})"
             for name in self.searchable
         )
-        schema_editor.execute(f"ALTER TABLE {q(table)} NO FORCE ROW LEVEL SECURITY")
+        _brief(schema_editor, f"ALTER TABLE {q(table)} NO FORCE ROW LEVEL SECURITY")
         try:
             last = None
             with schema_editor.connection.cursor() as cursor:
@@ -129,6 +144,7 @@ class AddSearchProbes(migrations.operations.base.Operation):
                     if last is None:
                         break
         finally:
+            # Restoring it matters more than a moment's queue: no lock timeout here.
             schema_editor.execute(f"ALTER TABLE {q(table)} FORCE ROW LEVEL SECURITY")
 
     # -- backwards ----------------------------------------------------------------------
@@ -158,10 +174,10 @@ class AddSearchProbes(migrations.operations.base.Operation):
             field = model._meta.get_field(f"{name}_probe")
             _drop_index(schema_editor, schema_editor._create_index_name(table, [field.column], suffix=""))
         function = q(f"{table}_search_probes")
-        schema_editor.execute(f"DROP TRIGGER IF EXISTS {function} ON {q(table)}")
+        _brief(schema_editor, f"DROP TRIGGER IF EXISTS {function} ON {q(table)}")
         schema_editor.execute(f"DROP FUNCTION IF EXISTS {function}()")
         for name in self.searchable:
-            schema_editor.execute(f"ALTER TABLE {q(table)} DROP COLUMN IF EXISTS {q(name + '_probe')}")
+            _brief(schema_editor, f"ALTER TABLE {q(table)} DROP COLUMN IF EXISTS {q(name + '_probe')}")
 
     @staticmethod
     def _step_through(app_label, schema_editor, start_state, operations, *, backwards):
