@@ -15,8 +15,11 @@ Workload per run: build N patients and ``bulk_create`` them (write), then load a
 and read every PHI field once (read). Runs alternate (plaintext, encrypted) and
 (django-cryptography, encrypted) in pairs, which side goes first alternating too, and the
 figures are the medians of the pairs' ratios; the lookup figure is the p50 of
-``Patient.objects.get(ssn=...)`` among ``--lookup-rows`` rows. Progress goes to stderr; the
-last line printed is one JSON object.
+``Patient.objects.get(ssn=...)`` among ``--lookup-rows`` rows. The storage figures are bytes
+per patient (``pg_total_relation_size``: heap, TOAST and every index, divided by the rows)
+of ``patients_patient`` and of the plaintext twin, each holding the same ``--lookup-rows``
+patients written by ``bulk_create``, and their ratio. ``NEONPRO_BENCH_DB`` names another
+throw-away database. Progress goes to stderr; the last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import benchdb
 
-BENCH_DB = "neonpro_bench_fields"
+BENCH_DB = os.environ.get("NEONPRO_BENCH_DB", "neonpro_bench_fields")
 benchdb.prepare(BENCH_DB, script="bench/fields.py")
 os.environ["NEONPRO_MASTER_KEY"] = benchdb.master_key("bench/fields.py")
 
@@ -197,23 +200,28 @@ def _pairs(a: str, b: str, rows: list[dict[str, Any]], pairs: int) -> list[dict[
     return results
 
 
-def _lookup(n: int, samples: int) -> float:
-    _truncate(Patient)
+def _lookup_ssn(i: int) -> str:
+    return f"{100 + i // 10_000:03d}-{(i // 100) % 100:02d}-{i % 100:02d}{i % 7}{i % 3}"
+
+
+def _seed(model: type[models.Model], n: int) -> None:
+    """``n`` distinct patients into ``model``'s table, the same plaintexts for every model."""
+    _truncate(model)
     for offset in range(0, n, 10_000):
         chunk = _rows(min(10_000, n - offset), seed=offset)
         for j, row in enumerate(chunk):
-            i = offset + j
-            row["ssn"] = f"{100 + i // 10_000:03d}-{(i // 100) % 100:02d}-{i % 100:02d}{i % 7}{i % 3}"
-            row["mrn"] = f"MRN-{i:08d}"
-        with system_context("bench/fields.py lookup seed"):
-            Patient.objects.bulk_create([Patient(**row) for row in chunk], batch_size=1000)
+            row["ssn"] = _lookup_ssn(offset + j)
+            row["mrn"] = f"MRN-{offset + j:08d}"
+        with system_context("bench/fields.py seed"):
+            model.objects.bulk_create([model(**row) for row in chunk], batch_size=1000)
     with benchdb.owner() as conn:
-        conn.execute(f'ANALYZE "{Patient._meta.db_table}"')
+        conn.execute(f'ANALYZE "{model._meta.db_table}"')
+
+
+def _lookup(n: int, samples: int) -> float:
+    _seed(Patient, n)
     rng = random.Random(7)
-    targets = []
-    for _ in range(samples):
-        i = rng.randrange(n)
-        targets.append(f"{100 + i // 10_000:03d}-{(i // 100) % 100:02d}-{i % 100:02d}{i % 7}{i % 3}")
+    targets = [_lookup_ssn(rng.randrange(n)) for _ in range(samples)]
     timings = []
     with system_context("bench/fields.py lookups"):
         Patient.objects.get(ssn=targets[0])  # warm caches and the key ring
@@ -223,6 +231,44 @@ def _lookup(n: int, samples: int) -> float:
             timings.append(time.perf_counter() - start)
             assert found.ssn == ssn
     return statistics.median(timings) * 1000
+
+
+def _relation_bytes(model: type[models.Model]) -> dict[str, int]:
+    """Bytes on disk of ``model``'s table: heap, TOAST (with its index) and every index."""
+    with benchdb.owner() as conn:
+        row = conn.execute(
+            "SELECT pg_total_relation_size(c.oid), pg_relation_size(c.oid), pg_indexes_size(c.oid), "
+            "coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) "
+            "FROM pg_class c WHERE c.oid = %s::regclass",
+            [model._meta.db_table],
+        ).fetchone()
+        indexes = conn.execute(
+            "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index "
+            "WHERE indrelid = %s::regclass ORDER BY 1",
+            [model._meta.db_table],
+        ).fetchall()
+    assert row is not None
+    total, heap, index, toast = row
+    print(f"  {model._meta.db_table}: total {total}, heap {heap}, indexes {index}, toast {toast}", file=sys.stderr)
+    for name, size in indexes:
+        print(f"    {name}: {size}", file=sys.stderr)
+    return {"total": total, "heap": heap, "indexes": index, "toast": toast}
+
+
+def _storage(n: int) -> dict[str, Any]:
+    """Bytes per patient, encrypted against the plaintext twin, both holding the same ``n``
+    patients written by ``bulk_create`` (as the application role): the table with its
+    indexes and TOAST, per row. Expects ``Patient`` seeded by :func:`_lookup`."""
+    _seed(PlainPatient, n)
+    ours, plain = _relation_bytes(Patient), _relation_bytes(PlainPatient)
+    _truncate(PlainPatient)
+    figures: dict[str, Any] = {"storage_rows": n}
+    for part in ("total", "heap", "indexes", "toast"):
+        suffix = "" if part == "total" else f"_{part}"
+        figures[f"ours_bytes_per_patient{suffix}"] = round(ours[part] / n, 1)
+        figures[f"plain_bytes_per_patient{suffix}"] = round(plain[part] / n, 1)
+    figures["bytes_per_patient_ratio"] = round(ours["total"] / plain["total"], 3)
+    return figures
 
 
 def main() -> None:
@@ -252,6 +298,8 @@ def main() -> None:
     djc = _pairs("djcrypto", "ours", rows, args.pairs)
     print(f"lookup among {args.lookup_rows} rows:", file=sys.stderr)
     lookup_ms = _lookup(args.lookup_rows, args.lookup_samples)
+    print(f"storage of {args.lookup_rows} patients:", file=sys.stderr)
+    storage = _storage(args.lookup_rows)
 
     def med(results: list[dict[str, float]], key: str) -> float:
         return round(statistics.median(r[key] for r in results), 3)
@@ -270,6 +318,7 @@ def main() -> None:
         "ours_read_us_per_row": med(plain, "ours_read_us"),
         "djcrypto_write_us_per_row": med(djc, "djcrypto_write_us"),
         "djcrypto_read_us_per_row": med(djc, "djcrypto_read_us"),
+        **storage,
     }
     for model in (PlainPatient, DjCryptoPatient, Patient):
         _truncate(model)

@@ -10,14 +10,19 @@ Guarantees:
   integrity (``keys.integrity``) it also binds the row's owner and version (context v2).
 * ``None`` is stored as SQL NULL. Only ``isnull`` lookups work on ordinary encrypted
   fields; searchable fields (``search=...``) also support ``exact`` and ``in`` through a
-  keyed, normalised blind index stored as the first 20 bytes of the same column (so a
-  B-tree index on the column answers the lookup with a prefix range scan).
+  keyed, normalised blind index stored as the first 20 bytes of the same column. The
+  model declares ``<name>_probe = search_probe(name)`` for each (system check ``keys.E105``):
+  a generated column of 4 bytes of the token's MAC with a B-tree on it, which the lookups
+  probe while comparing the whole 20-byte token too, so a probe collision never returns
+  another value's row. Only leak-proof operators (bytea ``=``, ``>=``, ``<``) on plain
+  columns appear in the lookup, so PostgreSQL may use the index under row-level security.
 * Operations that cannot encrypt correctly raise ``FieldError`` saying what to do:
   ``QuerySet.update()``/``bulk_update()`` with a plaintext value, ``values()`` and
   ``values_list()`` that select an encrypted column, and any other lookup.
 
 Stored layout of a searchable value: index key id (4 bytes) ‖ HMAC-SHA256 truncated to 16
-bytes ‖ envelope. The index bytes are part of the envelope's associated data.
+bytes ‖ envelope. The index bytes are part of the envelope's associated data; the probe
+column holds bytes 5..8 (the first 4 of the MAC).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 from django.core import checks, exceptions
 from django.core.exceptions import FieldError
 from django.db import models
-from django.db.models.expressions import Col
+from django.db.models.expressions import Col, F, Func
 from django.db.models.lookups import IsNull, Lookup
 from django.db.models.signals import class_prepared
 from django.dispatch import receiver
@@ -56,8 +61,14 @@ from keys.sealing import (
     row_context,
 )
 
-__all__ = ["ROW_CONTEXT", "SEALED_PK"]
+__all__ = ["ROW_CONTEXT", "SEALED_PK", "SearchProbe", "search_probe"]
 INDEX_PREFIX_SIZE = INDEX_TOKEN_SIZE
+# The part of a token its probe column holds: bytes 5..8 (1-based), the first 32 bits of the
+# MAC after the 4-byte key id (which every row under one index key shares). Any size up to 7
+# bytes gives a B-tree its smallest (16-byte) entry; 4 keep the column at 5 bytes a row and
+# leave about one false candidate per 4 billion rows, which the token comparison discards.
+PROBE_START = 5
+PROBE_SIZE = 4
 _OVERHEAD = envelope.OVERHEAD
 _VERSION = envelope.VERSION
 
@@ -116,14 +127,13 @@ class EncryptedMixin(_MixinBase):
         self._prefix = b""
         self.label = ""
         self.pk_attname = "id"
+        self.probe: models.Field[Any, Any] | None = None  # the search_probe() column, bound at class_prepared
         # Row context and failure hook; keys.integrity binds them for models with row integrity.
         self._context_of: RowContext = row_context
         self._on_failure: OnFailure | None = None
         # str fields decode with the C method itself; the others through their decode().
         self._decode: Any = bytes.decode if self.python_type_name == "str" else self.decode
         super().__init__(*args, **kwargs)
-        if search:
-            self.db_index = True
 
     # -- model wiring ------------------------------------------------------------------
     def contribute_to_class(
@@ -166,7 +176,6 @@ class EncryptedMixin(_MixinBase):
         name, path, args, kwargs = super().deconstruct()
         if self.search:
             kwargs["search"] = self.search
-            kwargs.pop("db_index", None)
         if self.aad_context:
             kwargs["context"] = self.aad_context
         return name, path, args, kwargs
@@ -206,7 +215,30 @@ class EncryptedMixin(_MixinBase):
             )
         if self.search and not isinstance(self, models.CharField | models.TextField):
             errors.append(checks.Error("search=... is only for text fields.", obj=self, id="keys.E104"))
+        errors.extend(self._check_indexes(model))
         return errors
+
+    def _check_indexes(self, model: type[models.Model] | None) -> list[checks.CheckMessage]:
+        if getattr(self, "db_index", False):
+            return [
+                checks.Error(
+                    "An index over ciphertext serves no lookup and costs as much as the column.",
+                    hint="Remove db_index=True; a searchable field is indexed through its search_probe() column.",
+                    obj=self,
+                    id="keys.E106",
+                )
+            ]
+        if not self.search or model is None or not model._meta.managed or self.probe is not None:
+            return []
+        return [
+            checks.Error(
+                f"Searchable field {self.name!r} has no search probe: every lookup would read the whole table.",
+                hint=f"Declare {self.name}_probe = keys.fields.search_probe({self.name!r}) on {model.__name__} "
+                "and run makemigrations.",
+                obj=self,
+                id="keys.E105",
+            )
+        ]
 
     # -- encryption --------------------------------------------------------------------
     def encode(self, value: Any) -> bytes:
@@ -348,27 +380,37 @@ class _BlindLookup(Lookup):
     # django-stubs types SQL params as tuple[str | int, ...]; Django accepts any sequence
     # (its own lookups return lists) and the params here are bytes.
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
+        """``probe IN (...) AND (token range OR ...)``. The probe column is what the search
+        index holds; the range (``column >= token AND column < token + 1``) compares the whole
+        token, so a probe collision returns no other row. Without a probe column (a model
+        that declares none), the ranges alone: a scan, or a whole-column index if one exists."""
         if not isinstance(self.lhs, Col):
             raise FieldError("blind-index lookups only work directly on the encrypted column")
         field = cast(EncryptedMixin, self.lhs.output_field)
         lhs_sql, lhs_params = compiler.compile(self.lhs)
-        clauses: list[str] = []
-        params: list[Any] = []
-        for value in self.values():
-            for token in field.index_candidates(value):
-                upper = _successor(token)
-                if upper is None:
-                    clauses.append(f"{lhs_sql} >= %s")
-                    params.extend([*lhs_params, token])
-                else:
-                    clauses.append(f"({lhs_sql} >= %s AND {lhs_sql} < %s)")
-                    params.extend([*lhs_params, token, *lhs_params, upper])
-        if not clauses:
+        tokens = [token for value in self.values() for token in field.index_candidates(value)]
+        if not tokens:
             from django.core.exceptions import EmptyResultSet
 
             raise EmptyResultSet
-        sql = clauses[0] if len(clauses) == 1 else "(" + " OR ".join(clauses) + ")"
-        return sql, params
+        clauses: list[str] = []
+        params: list[Any] = []
+        if field.probe is not None:
+            probe_sql, probe_params = compiler.compile(Col(self.lhs.alias, field.probe))
+            probes = list(dict.fromkeys(probe_of(token) for token in tokens))
+            clauses.append(f"{probe_sql} IN ({', '.join(['%s'] * len(probes))})")
+            params.extend([*probe_params, *probes])
+        ranges: list[str] = []
+        for token in tokens:
+            upper = _successor(token)
+            if upper is None:
+                ranges.append(f"{lhs_sql} >= %s")
+                params.extend([*lhs_params, token])
+            else:
+                ranges.append(f"({lhs_sql} >= %s AND {lhs_sql} < %s)")
+                params.extend([*lhs_params, token, *lhs_params, upper])
+        clauses.append(ranges[0] if len(ranges) == 1 else "(" + " OR ".join(ranges) + ")")
+        return "(" + " AND ".join(clauses) + ")", params
 
 
 class BlindExact(_BlindLookup):
@@ -390,6 +432,40 @@ class BlindIn(_BlindLookup):
 
 
 _BLIND_LOOKUPS: dict[str, type[Lookup]] = {"exact": BlindExact, "in": BlindIn}
+
+
+def probe_of(token: bytes) -> bytes:
+    """The bytes of a 20-byte blind-index token that its search index holds."""
+    return token[PROBE_START - 1 : PROBE_START - 1 + PROBE_SIZE]
+
+
+class SearchProbe(Func):
+    """``substr(column, 5, 4)``: the part of a searchable column its probe column holds."""
+
+    template = f"substr(%(expressions)s, {PROBE_START}, {PROBE_SIZE})"
+    arity = 1
+    output_field = models.BinaryField()
+
+
+def search_probe(field_name: str) -> models.GeneratedField:
+    """The indexed probe column a searchable field needs (checked: ``keys.E105``); declare it
+    as ``<field_name>_probe = search_probe("<field_name>")``.
+
+    A stored generated column, so the database keeps it right whoever writes the row (the
+    ORM, ``bulk_create``, re-encryption's raw UPDATEs), and no code can forget it.
+    """
+    return models.GeneratedField(
+        expression=SearchProbe(F(field_name)), output_field=models.BinaryField(), db_persist=True, db_index=True
+    )
+
+
+def _probe_source(field: models.Field[Any, Any]) -> str | None:
+    """The searchable field ``field`` is the probe of, if it is one."""
+    expression = getattr(field, "expression", None)
+    if not isinstance(field, models.GeneratedField) or not isinstance(expression, SearchProbe):
+        return None
+    source = expression.get_source_expressions()[0]
+    return cast(str, source.name) if isinstance(source, F) else None  # type: ignore[attr-defined]
 
 
 def _successor(token: bytes) -> bytes | None:
@@ -567,9 +643,11 @@ def _bind_primary_key(sender: type[models.Model], **kwargs: Any) -> None:
     if pk is None:
         return
     integrity = getattr(sender, "row_integrity", None)
+    probes = {name: f for f in sender._meta.concrete_fields if (name := _probe_source(f)) is not None}
     for field in sender._meta.concrete_fields:
         if isinstance(field, EncryptedMixin):
             field.pk_attname = pk.attname
+            field.probe = probes.get(field.name) if field.search else None
             if integrity is not None and not sender._meta.abstract:
                 owner = cast("models.Field[Any, Any]", sender._meta.get_field(integrity.owner)).attname
                 field._context_of = make_row_context(owner, integrity.version)

@@ -469,9 +469,10 @@ class FinishInPlaceImport(Operation):
     An ``AlterField`` from django-cryptography would add the envelope CHECK constraint, which
     the old values fail, so the switch is made state-only (``SeparateDatabaseAndState``) and
     ``import_djcrypto`` rewrites the values. This operation then adds what the switch left out:
-    the CHECK constraint and, for a searchable field, its B-tree index. PostgreSQL validates
-    every row when adding the CHECK, so this migration fails, changing nothing, while any
-    value is not yet envelope v1.
+    the CHECK constraint. (A searchable field's index is the model's own ``search_index``, in
+    ``Meta.indexes``, which makemigrations adds like any index.) PostgreSQL validates every
+    row when adding the CHECK, so this migration fails, changing nothing, while any value is
+    not yet envelope v1.
     """
 
     reversible = True
@@ -489,35 +490,29 @@ class FinishInPlaceImport(Operation):
     ) -> None:
         model = to_state.apps.get_model(app_label, self.model_name)
         if self.allow_migrate_model(schema_editor.connection.alias, model):
-            target, table, check_name, index_name = self._names(schema_editor, model)
+            target, table, check_name = self._names(schema_editor, model)
             check = target.db_check(schema_editor.connection)
             schema_editor.execute(schema_editor.sql_create_check % {"table": table, "name": check_name, "check": check})
-            if target.db_index:
-                column = schema_editor.quote_name(str(target.column))
-                schema_editor.execute(f"CREATE INDEX {index_name} ON {table} ({column})")
 
     def database_backwards(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
     ) -> None:
         model = from_state.apps.get_model(app_label, self.model_name)
         if self.allow_migrate_model(schema_editor.connection.alias, model):
-            target, table, check_name, index_name = self._names(schema_editor, model)
-            if target.db_index:
-                schema_editor.execute(f"DROP INDEX IF EXISTS {index_name}")
+            _target, table, check_name = self._names(schema_editor, model)
             schema_editor.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {check_name}")
 
-    def _names(self, schema_editor: BaseDatabaseSchemaEditor, model: Model) -> tuple[EncryptedMixin, str, str, str]:
+    def _names(self, schema_editor: BaseDatabaseSchemaEditor, model: Model) -> tuple[EncryptedMixin, str, str]:
         target = _encrypted_field(model, self.field_name)
         base, limit = f"{model._meta.db_table}_{target.column}", schema_editor.connection.ops.max_name_length()
         return (
             target,
             schema_editor.quote_name(model._meta.db_table),
             schema_editor.quote_name(truncate_name(f"{base}_envelope_check", limit)),
-            schema_editor.quote_name(truncate_name(f"{base}_blind_idx", limit)),
         )
 
     def describe(self) -> str:
-        return f"Add the envelope check (and blind-index index) to {self.model_name}.{self.field_name}"
+        return f"Add the envelope check to {self.model_name}.{self.field_name}"
 
     @property
     def migration_name_fragment(self) -> str:

@@ -16,7 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from keys.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField
+from keys.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField, search_probe
 from neonpro.security.context import Identity
 from neonpro.security.scoping import NOTHING, ScopedManager
 
@@ -93,6 +93,11 @@ class Patient(models.Model):
     email = EncryptedCharField(max_length=254, search="email", null=True, blank=True, validators=[EmailValidator()])
     phone = EncryptedCharField(max_length=32, search="digits", null=True, blank=True, validators=[phone_validator])
     address = EncryptedTextField(null=True, blank=True)
+    # The indexed probes of the searchable fields' blind-index tokens (keys.E105).
+    ssn_probe = search_probe("ssn")
+    mrn_probe = search_probe("mrn")
+    email_probe = search_probe("email")
+    phone_probe = search_probe("phone")
     contact_by_email = models.BooleanField(default=False, help_text="Consent to be contacted by email.")
     contact_by_sms = models.BooleanField(default=False, help_text="Consent to be contacted by SMS.")
     created_at = models.DateTimeField(auto_now_add=True)

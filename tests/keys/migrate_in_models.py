@@ -34,6 +34,7 @@ class PlaintextRecord(models.Model):
         max_length=254, search="email", null=True, blank=True, context="keys_tests.plaintextrecord.email"
     )
     data_enc = fields.EncryptedJSONField(null=True, blank=True, context="keys_tests.plaintextrecord.data")
+    email_enc_probe = fields.search_probe("email_enc")
 
     class Meta:
         app_label = "keys_tests"

@@ -22,6 +22,8 @@ class EncryptedSample(models.Model):
     data = fields.EncryptedJSONField(null=True, blank=True)
     email = fields.EncryptedCharField(max_length=254, search="email", null=True, blank=True)
     code = fields.EncryptedCharField(max_length=64, search="email", null=True, blank=True)
+    email_probe = fields.search_probe("email")
+    code_probe = fields.search_probe("code")
     plain = models.CharField(max_length=20, blank=True, default="")
 
     objects = EncryptedQuerySet.as_manager()  # bulk_create through the column sealer, like the PHI models
