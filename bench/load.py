@@ -69,6 +69,13 @@ PASSWORD = "bench-load-password-" + "x" * 8  # synthetic accounts in a throw-awa
 REDIS_URL = os.environ.get("REDIS_URL", "")
 MIX = ("list_patients", "get_patient", "list_records", "search_ssn", "create_record")
 REQUEST_TIMEOUT = 30.0
+# Pool, admission and sign-in settings the operator sets for a run reach the server (benchdb
+# turns pooling off for this process: it switches roles).
+TUNING = {
+    name: value
+    for name, value in os.environ.items()
+    if name.startswith(("NEONPRO_DB_POOL", "NEONPRO_MAX_IN_FLIGHT", "NEONPRO_ADMISSION", "NEONPRO_SIGNIN"))
+}
 
 benchdb.prepare(BENCH_DB, script="bench/load.py", drop=True)
 os.environ["NEONPRO_MASTER_KEY"] = benchdb.master_key("load")
@@ -177,16 +184,15 @@ def server_env(data_dir: Path, workers: int) -> dict[str, str]:
     )
     if REDIS_URL:
         env["REDIS_URL"] = REDIS_URL
-    # Pool and admission settings pass through when the operator sets them for a run.
-    for name in os.environ:
-        if name.startswith(("NEONPRO_DB_POOL", "NEONPRO_MAX_IN_FLIGHT", "NEONPRO_ADMISSION", "NEONPRO_SIGNIN")):
-            env[name] = os.environ[name]
+    env.update(TUNING)
     return env
 
 
 def pool_total(env: dict[str, str], workers: int) -> int:
     size = int(env.get("NEONPRO_DB_POOL_SIZE", settings.NEONPRO_DB_POOL_SIZE))
     aux = int(env.get("NEONPRO_DB_POOL_AUX_SIZE", settings.NEONPRO_DB_POOL_AUX_SIZE))
+    if env.get("NEONPRO_DB_POOL", "True") != "True":
+        return 0
     return workers * (size + 2 * aux)
 
 
@@ -298,7 +304,11 @@ class Client:
         """The form, as a browser fills it: (final status, seconds, 503s on the way)."""
         started, refused = time.perf_counter(), 0
         while True:
-            status, _, page = self.request("GET", "/accounts/login/")
+            status, headers, page = self.request("GET", "/accounts/login/")
+            if status == 503:
+                refused += 1
+                time.sleep(float(headers.get("Retry-After", "1")))
+                continue
             match = _CSRF_INPUT.search(page.decode(errors="replace"))
             if status != 200 or match is None:
                 return status, time.perf_counter() - started, refused
