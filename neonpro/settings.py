@@ -215,14 +215,6 @@ if NEONPRO_DB_POOL:
         # A pooled connection broken by a database restart is replaced at checkout (psycopg_pool's
         # check), not handed to a request.
         DATABASES[_alias]["CONN_HEALTH_CHECKS"] = True
-    # After an outage, psycopg_pool retries a failed connection 1 s later, then doubling the
-    # delay each time: once the database is back, a 15 s outage could leave the pool waiting 16 s
-    # more, answering 503s. It retries every NEONPRO_DB_RECONNECT_DELAY_MS instead (a refused
-    # connect costs PostgreSQL nothing; one that it accepts ends the outage for the process).
-    from psycopg_pool.base import AttemptWithBackoff
-
-    AttemptWithBackoff.INITIAL_DELAY = env_int("NEONPRO_DB_RECONNECT_DELAY_MS", 200) / 1000
-    AttemptWithBackoff.DELAY_BACKOFF = 1.0
 # Requests one process works on at once (neonpro/security/admission.py): by default the
 # request pool's size, so a burst queues (up to NEONPRO_ADMISSION_WAIT seconds) instead of
 # waiting on connections.
