@@ -59,7 +59,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchdb  # noqa: E402
+import benchdb
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 BENCH_DB = "neonpro_bench_load"
@@ -80,19 +80,19 @@ TUNING = {
 benchdb.prepare(BENCH_DB, script="bench/load.py", drop=True)
 os.environ["NEONPRO_MASTER_KEY"] = benchdb.master_key("load")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
-from django.contrib.auth.hashers import make_password  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connections  # noqa: E402
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.core.management import call_command
+from django.db import connections
 
-from neonpro.accounts.models import User  # noqa: E402
-from neonpro.security.context import system_context  # noqa: E402
-from patients.models import CareTeamMembership, Patient  # noqa: E402
-from records.models import MedicalRecord  # noqa: E402
+from neonpro.accounts.models import User
+from neonpro.security.context import system_context
+from patients.models import CareTeamMembership, Patient
+from records.models import MedicalRecord
 
 
 def log(message: str) -> None:
@@ -526,7 +526,10 @@ def print_level(level: dict[str, Any]) -> None:
         )
         if label == "mix":
             for name, e in figures["endpoints"].items():
-                log(f"       {name:<14} n={e['n']:<6} p50 {e['p50_ms']:>7.1f}  p95 {e['p95_ms']:>7.1f}  p99 {e['p99_ms']:>7.1f} ms")
+                log(
+                    f"       {name:<14} n={e['n']:<6} p50 {e['p50_ms']:>7.1f}  p95 {e['p95_ms']:>7.1f}  "
+                    f"p99 {e['p99_ms']:>7.1f} ms"
+                )
     log(f"       mix rps / baseline rps = {level['fraction']}")
 
 

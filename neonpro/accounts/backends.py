@@ -2,7 +2,7 @@
 
 Same answers as ``ModelBackend`` (and the same care for timing: an unknown username still
 costs one hash), so the Django admin's sign-in and the site's form behave as before; only
-where and how many hashes run at once changes. Raises :class:`~neonpro.accounts.hashing.SignInBusy`
+where and how many hashes run at once changes. Raises :class:`~neonpro.accounts.hashing.SignInBusyError`
 when no hashing slot comes free in time (a 503 with ``Retry-After``).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
-
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.hashers import make_password, verify_password

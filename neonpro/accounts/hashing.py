@@ -8,7 +8,7 @@ So each process hashes in a lane of its own: at most ``NEONPRO_SIGNIN_HASH_CONCU
 hashes at a time (default 1), on dedicated threads whose scheduling priority is lowered by
 ``NEONPRO_SIGNIN_HASH_NICE`` (default 10: when the CPU is contended, clinical threads get
 the larger share; when it is idle, hashing runs at full speed). A hash that cannot start
-within ``NEONPRO_SIGNIN_WAIT`` seconds raises :class:`SignInBusy`, which the app answers with
+within ``NEONPRO_SIGNIN_WAIT`` seconds raises :class:`SignInBusyError`, which the app answers with
 503 and ``Retry-After`` ("sign-in is busy", neonpro/security/unavailable.py); nothing is
 half done, since no password was checked. The ASGI admission control queues sign-in
 requests in a lane of the same width before they take a request slot
@@ -34,7 +34,7 @@ DEFAULT_WAIT_SECONDS = 10.0
 DEFAULT_NICE = 10
 
 
-class SignInBusy(Exception):
+class SignInBusyError(Exception):
     """Every hashing slot stayed taken for the whole wait: answer 503, the client retries."""
 
 
@@ -57,7 +57,7 @@ class HashingLane:
         """``function(*args)`` on a hashing thread, once a slot is free within the wait."""
         if not self._slots.acquire(timeout=self.wait):
             self.refused += 1
-            raise SignInBusy(f"no password-hashing slot came free within {self.wait:.1f} s")
+            raise SignInBusyError(f"no password-hashing slot came free within {self.wait:.1f} s")
         try:
             return self._executor.submit(function, *args).result()
         finally:

@@ -48,9 +48,9 @@ def infrastructure_reason(exc: BaseException | None) -> str | None:
 
     if isinstance(exc, ProviderError):
         return ENCRYPTION_UNAVAILABLE
-    from neonpro.accounts.hashing import SignInBusy
+    from neonpro.accounts.hashing import SignInBusyError
 
-    if isinstance(exc, SignInBusy):
+    if isinstance(exc, SignInBusyError):
         return SIGNIN_BUSY
     try:
         from psycopg_pool import PoolTimeout

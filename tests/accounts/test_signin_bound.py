@@ -19,7 +19,7 @@ from django.test import Client
 
 from neonpro.accounts import hashing
 from neonpro.accounts.backends import BoundedHashingBackend
-from neonpro.accounts.hashing import HashingLane, SignInBusy, lane
+from neonpro.accounts.hashing import HashingLane, SignInBusyError, lane
 from neonpro.security.admission import SIGNIN_BUSY, AdmissionControl
 from neonpro.security.unavailable import infrastructure_reason
 from tests.neonpro.test_admission import Held
@@ -82,7 +82,7 @@ def test_a_hash_that_cannot_start_within_the_wait_is_refused_and_the_slot_serves
     bound = HashingLane(concurrency=1, wait=0.2, nice=0)
     thread, _, release = _holder(bound)
 
-    with pytest.raises(SignInBusy, match="within 0.2 s"):
+    with pytest.raises(SignInBusyError, match=r"within 0\.2 s"):
         bound.run(make_password, PASSWORD)
     release.set()
     thread.join(10)
@@ -156,7 +156,12 @@ def test_the_async_variant_goes_through_the_lane_too(monkeypatch: pytest.MonkeyP
     user = user_factory(role="clinician")
     ran: list[str] = []
     real_run = HashingLane.run
-    monkeypatch.setattr(HashingLane, "run", lambda self, f, *a: ran.append(f.__name__) or real_run(self, f, *a))
+
+    def counting(self: HashingLane, function: Any, *args: Any) -> Any:
+        ran.append(function.__name__)
+        return real_run(self, function, *args)
+
+    monkeypatch.setattr(HashingLane, "run", counting)
 
     found = async_to_sync(BoundedHashingBackend().aauthenticate)(None, username=user.username, password=PASSWORD)
 
@@ -179,7 +184,7 @@ def test_the_sign_in_form_answers_503_with_retry_after_when_no_slot_frees(settin
 
     assert answer.status_code == 503 and int(answer["Retry-After"]) >= 1
     assert b"sign-in is busy" in answer.content
-    assert infrastructure_reason(SignInBusy("x")) == "sign-in is busy (too many at once)"
+    assert infrastructure_reason(SignInBusyError("x")) == "sign-in is busy (too many at once)"
 
 
 def _post(app: Any, path: str) -> Any:
@@ -219,6 +224,6 @@ def test_sign_in_posts_queue_in_their_own_lane_and_leave_the_request_slots_to_th
 
     statuses = [status for status, _, _ in answers]
     assert in_flight == 3 and statuses == [200, 503, 503, 503, 503, 200, 200] and signins_refused == 4
-    status, headers, body = answers[1]
+    _, headers, body = answers[1]
     assert int(headers[b"retry-after"]) >= 1 and SIGNIN_BUSY.encode() in body
     assert hashing.DEFAULT_CONCURRENCY == 1

@@ -64,7 +64,8 @@ class Client:
     """One keep-alive connection and a cookie jar, as the proxy (nginx) would forward."""
 
     def __init__(self, port: int) -> None:
-        self.port, self.cookies = port, {}
+        self.port = port
+        self.cookies: dict[str, str] = {}
         self.conn: http.client.HTTPConnection | None = None
 
     def request(self, method: str, path: str, body: bytes | None = None, **headers: str) -> tuple[int, Any, bytes]:
@@ -141,8 +142,8 @@ class Outcomes:
 
 
 def _redis(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(  # noqa: S603
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],  # noqa: S607
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -218,7 +219,7 @@ def production(
     )
 
     def manage(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603
+        return subprocess.run(
             [sys.executable, "manage.py", *args], env=env, cwd=BASE_DIR, capture_output=True, text=True, check=False
         )
 
@@ -231,7 +232,7 @@ def production(
     command += [str(port), "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1", "--no-server-header"]
     command += ["--lifespan", "off", "--timeout-worker-healthcheck", "2"]
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=BASE_DIR, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        process = subprocess.Popen(command, env=env, cwd=BASE_DIR, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, process)
         yield Production(port, process, name, proxy, redis_port, redis, log, parse_credentials(seeded.stdout))
@@ -415,4 +416,3 @@ def test_under_load_faults_lose_no_acknowledged_write_and_recover_within_two_sec
     assert all(seconds < RECOVERY_S for seconds in recovery.values()), recovery
     assert len(_workers(app.process.pid)) == 2  # the supervisor replaced the killed worker
     assert "Traceback" not in app.log.read_text()
-
