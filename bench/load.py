@@ -542,6 +542,7 @@ def main() -> None:
     parser.add_argument("--rush", type=int, default=200, help="sign-ins of the rush (0: no rush)")
     parser.add_argument("--rush-clients", type=int, default=50, help="clinical clients during the rush")
     parser.add_argument("--rush-timeout", type=float, default=120.0, help="seconds a rushing sign-in keeps retrying")
+    parser.add_argument("--port", type=int, default=0, help="the server's loopback port (default: any free one)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="uvicorn workers (the cores)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
@@ -557,7 +558,7 @@ def main() -> None:
 
     data_dir = Path(tempfile.mkdtemp(prefix="neonpro-load-"))
     env = server_env(data_dir, args.workers)
-    port = free_port()
+    port = args.port or free_port()
     process = start_server(env, port, data_dir / "server.log")
     try:
         with psycopg.connect(**benchdb.conninfo(benchdb.SERVER["user"], "postgres"), autocommit=True) as conn:
