@@ -12,7 +12,7 @@ list patients and records. Meanwhile, one after the other:
 (a) the database goes away. The machine's PostgreSQL is shared (other suites run on it), so
     it is not restarted: instead every backend of the server is ended with
     ``pg_terminate_backend`` (what a restart does to its sessions), then the proxy cuts every
-    connection and refuses new ones for 3 s (what a restarting or unreachable server looks
+    connection and refuses new ones for 4 s (what a restarting or unreachable server looks
     like to the app), then lets them through again;
 (b) Redis is SIGKILLed, and restarted 2 s later;
 (c) another session holds ``LOCK TABLE records_medicalrecord`` for 3 s, past ``lock_timeout``;
