@@ -28,6 +28,10 @@ SMOKE_RUNS: dict[str, tuple[list[str], set[str]]] = {
         ["--smoke", "--pairs", "1", "--iterations", "5", "--list-patients", "3000"],
         {"rls_ratio", "rls_ms_p50", "bypass_ms_p50", "my_patients_team10_ms_p50", "my_patients_team1000_ms_p50"},
     ),
+    "load.py": (
+        ["--clients", "2,4", "--duration", "2", "--patients", "40", "--rush", "4", "--rush-clients", "2"],
+        {"errors_at_max", "peak_connections", "pool_total", "fraction_at_max", "rush_p99_ratio"},
+    ),
     "reencrypt.py": (
         ["--rows", "300", "--scale-rows", "600", "--batch", "100"],
         {"rows_per_s", "peak_rss_mb", "rss_growth_mb"},

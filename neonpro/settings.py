@@ -331,6 +331,17 @@ CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 
+# Password hashing never starves clinical requests (neonpro/accounts/hashing.py): per process,
+# at most NEONPRO_SIGNIN_HASH_CONCURRENCY hashes at once, on threads niced by
+# NEONPRO_SIGNIN_HASH_NICE; a sign-in that waits NEONPRO_SIGNIN_WAIT seconds for a slot gets a
+# 503 with Retry-After. The hasher (PASSWORD_HASHERS) is Django's default until the sign-in issue picks one.
+AUTHENTICATION_BACKENDS = ["neonpro.accounts.backends.BoundedHashingBackend"]
+NEONPRO_SIGNIN_HASH_CONCURRENCY = env_int("NEONPRO_SIGNIN_HASH_CONCURRENCY", 1)
+NEONPRO_SIGNIN_HASH_NICE = env_int("NEONPRO_SIGNIN_HASH_NICE", 10)
+NEONPRO_SIGNIN_WAIT = float(env_int("NEONPRO_SIGNIN_WAIT", 10))
+# Sign-in form posts queue in their own admission lane of that width (neonpro/security/admission.py).
+NEONPRO_SIGNIN_PATHS = env_list("NEONPRO_SIGNIN_PATHS", ["/accounts/login/", "/admin/login/"])
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},

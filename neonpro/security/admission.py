@@ -8,6 +8,12 @@ waiting then gets a clean ``503`` with ``Retry-After`` (JSON under ``/api/``) an
 reaches the database. A burst is queued rather than piled onto PostgreSQL, and an overload
 that lasts is answered in bounded time instead of by requests that hang.
 
+Sign-in posts (``NEONPRO_SIGNIN_PATHS``) first queue in a lane of their own, as wide as the
+password-hashing bound (``NEONPRO_SIGNIN_HASH_CONCURRENCY``, neonpro/accounts/hashing.py), for
+at most ``NEONPRO_SIGNIN_WAIT`` seconds (then the same 503, saying sign-in is busy), and only
+then take a request slot: a shift-change rush holds at most that many slots, and clinical
+requests keep the rest.
+
 ``/healthz`` skips the queue: a liveness probe must not be refused because the app is busy.
 WebSockets (Channels) are not HTTP and pass through.
 """
@@ -21,6 +27,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from django.conf import settings
+
+from neonpro.accounts.hashing import concurrency as hashing_concurrency
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +53,13 @@ def max_in_flight() -> int:
     return DEFAULT_MAX_IN_FLIGHT
 
 
-def busy_response(path: str, retry_after: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+SIGNIN_BUSY = "Sign-in is busy; try again in a few seconds."
+
+
+def busy_response(
+    path: str, retry_after: int, detail: str = "The service is busy; try again shortly."
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """The 503 of a request that could not be admitted (or of a database that is not there)."""
-    detail = "The service is busy; try again shortly."
     if path.startswith("/api/"):
         body, content_type = json.dumps({"detail": detail}).encode(), b"application/json"
     else:
@@ -74,16 +86,49 @@ class AdmissionControl:
         self._semaphore: asyncio.Semaphore | None = None
         self.in_flight = 0
         self.refused = 0
+        self.signin_paths = frozenset(getattr(settings, "NEONPRO_SIGNIN_PATHS", ()))
+        self.signin_limit = hashing_concurrency()
+        self.signin_wait = float(getattr(settings, "NEONPRO_SIGNIN_WAIT", DEFAULT_WAIT_SECONDS))
+        self._signin_semaphore: asyncio.Semaphore | None = None
+        self.signins_refused = 0
 
     def _gate(self) -> asyncio.Semaphore:
         if self._semaphore is None:  # bound to the running loop, created on first use
             self._semaphore = asyncio.Semaphore(self.limit)
         return self._semaphore
 
+    def _signin_gate(self) -> asyncio.Semaphore:
+        if self._signin_semaphore is None:
+            self._signin_semaphore = asyncio.Semaphore(self.signin_limit)
+        return self._signin_semaphore
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "") in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
+        if scope.get("method") == "POST" and scope.get("path", "") in self.signin_paths:
+            await self._sign_in(scope, receive, send)
+            return
+        await self._admitted(scope, receive, send)
+
+    async def _sign_in(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self._signin_gate()
+        try:
+            await asyncio.wait_for(lane.acquire(), timeout=self.signin_wait)
+        except TimeoutError:
+            self.signins_refused += 1
+            status, headers, body = busy_response(
+                scope.get("path", ""), retry_after=max(1, round(self.signin_wait / 4)), detail=SIGNIN_BUSY
+            )
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        try:
+            await self._admitted(scope, receive, send)
+        finally:
+            lane.release()
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> None:
         gate = self._gate()
         try:
             await asyncio.wait_for(gate.acquire(), timeout=self.wait)

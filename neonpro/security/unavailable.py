@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
 ENCRYPTION_UNAVAILABLE = "the encryption service is unavailable"
+SIGNIN_BUSY = "sign-in is busy (too many at once)"
 # SQLSTATEs of PostgreSQL errors that are conditions of the service, not of the request.
 TRANSIENT_SQLSTATES = {
     "57014": "a statement ran past its time limit",  # query_canceled (statement_timeout)
@@ -47,6 +48,10 @@ def infrastructure_reason(exc: BaseException | None) -> str | None:
 
     if isinstance(exc, ProviderError):
         return ENCRYPTION_UNAVAILABLE
+    from neonpro.accounts.hashing import SignInBusyError
+
+    if isinstance(exc, SignInBusyError):
+        return SIGNIN_BUSY
     try:
         from psycopg_pool import PoolTimeout
     except ImportError:  # pragma: no cover - a pinned dependency
