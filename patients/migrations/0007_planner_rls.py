@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("patients", "0005_break_glass_review"),
+        ("patients", "0006_search_token_indexes"),
         # The policies being replaced are the ones security 0001 installed.
         ("security", "0001_signed_identity"),
     ]
