@@ -94,7 +94,8 @@ def _state(database: str) -> dict[str, Any]:
         "key_table": table,
         "keys": {key_id: bytes(secret) for key_id, secret in keys.items()},
         "signed_tables": {t for t, text in policies if CLAIM in text},
-        "plain_tables": {t for t, text in policies if "current_setting('neonpro.role'" in text},
+        # The plain settings' user id (the planner's hint reads the plain role, never the user).
+        "plain_tables": {t for t, text in policies if "current_setting('neonpro.user_id'" in text},
     }
 
 
