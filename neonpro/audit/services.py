@@ -241,8 +241,11 @@ def _append(event: AuditEvent, now: dt.datetime | None) -> tuple[int, bytes] | N
             with connection.cursor() as cursor:
                 # A session that holds the lock (crafted SQL) makes appends fail in seconds,
                 # not hang every request.
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{_lock_timeout_ms()}ms"])
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])
+                # One round trip: the target list is evaluated in order, the timeout first.
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)",
+                    [f"{_lock_timeout_ms()}ms", CHAIN_LOCK],
+                )
         # UTC, as the database hands it back: the hash must match what verify reads.
         moment = (now or timezone.now()).astimezone(dt.UTC)
         tail = AuditEvent.objects.using(alias).order_by("-id").first()
