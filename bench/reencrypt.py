@@ -50,7 +50,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench import benchdb  # noqa: E402
+from bench import benchdb
 
 BENCH_DB_PREFIX = "neonpro_bench_reenc"
 SEED = 20261203
@@ -219,6 +219,7 @@ def _seed_phase(patients: int, records: int) -> dict[str, Any]:
 def _seed(patients: int, records: int) -> None:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
+
     from keys.keyring import keyring
     from neonpro.security.context import system_context
     from patients.models import Patient
@@ -228,9 +229,17 @@ def _seed(patients: int, records: int) -> None:
     keyring.clear()
     started = time.perf_counter()
     with system_context("bench/reencrypt.py seeding"):
-        user_model.objects.bulk_create([user_model(id=PROVIDER_ID, username="bench-reencrypt-provider", password=make_password(None), role="clinician")])
+        user_model.objects.bulk_create(
+            [
+                user_model(
+                    id=PROVIDER_ID, username="bench-reencrypt-provider", password=make_password(None), role="clinician"
+                )
+            ]
+        )
     for offset in range(0, patients, SEED_CHUNK):
-        rows = [Patient(id=pk, **values) for pk, values in map(_patient, range(offset, min(offset + SEED_CHUNK, patients)))]
+        rows = [
+            Patient(id=pk, **values) for pk, values in map(_patient, range(offset, min(offset + SEED_CHUNK, patients)))
+        ]
         with system_context("bench/reencrypt.py seeding"):
             Patient.objects.bulk_create(rows, batch_size=2000)
         done = offset + len(rows)

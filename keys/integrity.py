@@ -299,11 +299,21 @@ def upgrade_rows(model: type[models.Model], pks: list[Any], field_header: bytes)
     given the next version and written back in place: same plaintext, ``updated_at`` kept.
     Runs inside the caller's transaction, which holds the rows locked. Returns the count.
     """
+    manager = model._base_manager
+    rows = resealed_rows(model, pks, field_header)
+    for pk, values in rows:
+        manager.filter(pk=pk).update(**values)
+    return len(rows)
+
+
+def resealed_rows(model: type[models.Model], pks: list[Any], field_header: bytes) -> list[tuple[Any, dict[str, Any]]]:
+    """What ``upgrade_rows`` writes, without writing it: ``(pk, {attname: value})`` for each row
+    among ``pks`` that needs re-sealing — every encrypted value, the next version and the seal —
+    so a caller holding the rows locked can write them in one statement."""
     spec: RowIntegrity = model.row_integrity  # type: ignore[attr-defined]
     fields = encrypted_fields(model)
     mac_key = keyring.mac_keys(MAC_PURPOSE)[0].key_id
-    manager = model._base_manager
-    changed = 0
+    rows = []
     for obj in _load_for_upgrade(model, pks):
         data = obj.__dict__
         stale = not data[spec.version] or seal_key_id(data[spec.seal]) != mac_key
@@ -316,9 +326,8 @@ def upgrade_rows(model: type[models.Model], pks: list[Any], field_header: bytes)
         bind_version(model, data, int(data[spec.version]) + 1)
         values = {f.attname: f.pre_save(obj, False) for f in fields}
         values.update({spec.version: data[spec.version], spec.seal: data[spec.seal]})
-        manager.filter(pk=obj.pk).update(**values)
-        changed += 1
-    return changed
+        rows.append((obj.pk, values))
+    return rows
 
 
 def _header_of(field: EncryptedMixin, token: Any) -> bytes:

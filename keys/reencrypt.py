@@ -39,7 +39,7 @@ from keys import envelope
 from keys.conf import keys_settings
 from keys.exceptions import KeysError
 from keys.fields import INDEX_PREFIX_SIZE, EncryptedMixin, encrypted_fields
-from keys.integrity import has_row_integrity, upgrade_rows
+from keys.integrity import has_row_integrity, resealed_rows
 from keys.keyring import keyring
 from keys.models import DataKey, ReencryptionJob
 from keys.signals import key_event
@@ -176,6 +176,52 @@ def _job_for(
     return ReencryptionJob.objects.create(purpose=purpose, model=label, target_key_id=target_id, rows_total=total)
 
 
+# Row-level security collapses the planner's row estimates for the job's statements (its
+# policies' claims are InitPlan parameters it cannot see through: "7 rows" of a million). With
+# them, PostgreSQL plans the keyset read as a sort of a whole-table scan, and the batch UPDATE
+# as a nested loop that rescans the batch for every row, or a sequential scan of the table:
+# both cost O(table) per batch. Within each batch transaction (SET LOCAL), the job's
+# statements are planned as index lookups instead, whatever the estimates say: the read walks
+# the primary-key index in order, the UPDATE probes it once per batch row.
+INDEX_LOOKUPS = {"enable_seqscan": "off", "enable_bitmapscan": "off"}
+
+
+def batch_statements(model: type[models.Model], fields: list[EncryptedMixin]) -> tuple[str, str, str]:
+    """The job's three statements for ``model``: the keyset read of a batch (locking its rows),
+    the batch UPDATE of its encrypted columns, and — for sealed models — the batch UPDATE of
+    the encrypted columns, row version and row seal (empty otherwise)."""
+
+    def qn(name: str | None) -> str:
+        return str(connection.ops.quote_name(str(name)))
+
+    table, pk = qn(model._meta.db_table), qn(model._meta.pk.column)
+    columns = ", ".join(qn(f.column) for f in fields)
+    select = f"SELECT {pk}, {columns} FROM {table} WHERE {pk} > %s ORDER BY {pk} LIMIT %s FOR UPDATE"  # noqa: S608
+
+    def update(targets: list[tuple[str, str]]) -> str:
+        assignments = ", ".join(f"{column} = v.c{i}" for i, (column, _) in enumerate(targets))
+        casts = ", ".join(["%s::uuid[]"] + [f"%s::{cast}[]" for _, cast in targets])
+        names = ", ".join(["id"] + [f"c{i}" for i in range(len(targets))])
+        return (
+            f"UPDATE {table} AS t SET {assignments} FROM unnest({casts}) AS v({names}) "  # noqa: S608 - quoted names
+            f"WHERE t.{pk} = v.id"
+        )
+
+    values = [(qn(f.column), "bytea") for f in fields]
+    sealed = ""
+    if has_row_integrity(model):
+        spec = model.row_integrity  # type: ignore[attr-defined]
+        sealed = update([*values, (qn(spec.version), "bigint"), (qn(spec.seal), "bytea")])
+    return select, update(values), sealed
+
+
+def plan_as_index_lookups() -> None:
+    """For the current transaction: plan the job's statements as index lookups (INDEX_LOOKUPS)."""
+    with connection.cursor() as cursor:
+        for name, value in INDEX_LOOKUPS.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+
+
 def _run_job(
     job: ReencryptionJob,
     model: type[models.Model],
@@ -186,25 +232,15 @@ def _run_job(
     budget: int | None,
     system_scope: Callable[[str], Any],
 ) -> int | None:
-    def qn(name: str | None) -> str:
-        return str(connection.ops.quote_name(str(name)))
-
-    table, pk = qn(model._meta.db_table), qn(model._meta.pk.column)
-    columns = ", ".join(qn(f.column) for f in fields)
-    select = f"SELECT {pk}, {columns} FROM {table} WHERE {pk} > %s ORDER BY {pk} LIMIT %s FOR UPDATE"  # noqa: S608
-    assignments = ", ".join(f"{qn(f.column)} = v.c{i}" for i, f in enumerate(fields))
-    casts = ", ".join(["%s::uuid[]"] + ["%s::bytea[]"] * len(fields))
-    names = ", ".join(["id"] + [f"c{i}" for i in range(len(fields))])
-    update = (
-        f"UPDATE {table} AS t SET {assignments} FROM unnest({casts}) AS v({names}) "  # noqa: S608 - quoted names
-        f"WHERE t.{pk} = v.id"
-    )
+    select, update, update_sealed = batch_statements(model, fields)
+    long_transaction = keys_settings.LONG_TRANSACTION
     started = time.monotonic()
     done_at_start = job.rows_done
     while budget is None or budget > 0:
-        with system_scope("re-encryption batch"), transaction.atomic():
+        with system_scope("re-encryption batch"), transaction.atomic(), long_transaction():
             if not _still_current(job):
                 break
+            plan_as_index_lookups()
             with connection.cursor() as cursor:
                 cursor.execute(select, [job.last_pk or uuid.UUID(int=0), batch])
                 rows = cursor.fetchall()
@@ -213,18 +249,19 @@ def _run_job(
                 job.save(update_fields=["status", "finished_at", "updated_at"])
                 break
             unreadable = _Count()
-            sealed = _upgrade_sealed(model, rows, targets)  # None unless the model has row integrity
-            changed = (
-                _reencrypt_rows(rows, fields, targets, model._meta.pk.attname, unreadable) if sealed is None else []
-            )
+            if update_sealed:
+                changed = _upgrade_sealed(model, rows, targets)
+                statement = update_sealed
+            else:
+                changed = _reencrypt_rows(rows, fields, targets, model._meta.pk.attname, unreadable)
+                statement = update
             if changed:
-                params: list[Any] = [[row[0] for row in changed]]
-                params += [[row[i + 1] for row in changed] for i in range(len(fields))]
+                params: list[Any] = [[row[i] for row in changed] for i in range(len(changed[0]))]
                 with connection.cursor() as cursor:
-                    cursor.execute(update, params)
+                    cursor.execute(statement, params)
             job.last_pk = rows[-1][0]
             job.rows_done += len(rows)
-            job.rows_changed += len(changed) if sealed is None else sealed
+            job.rows_changed += len(changed)
             job.values_unreadable += unreadable.n
             job.save(update_fields=["last_pk", "rows_done", "rows_changed", "values_unreadable", "updated_at"])
         if budget is not None:
@@ -270,12 +307,16 @@ class _Count:
         self.n = 0
 
 
-def _upgrade_sealed(model: type[models.Model], rows: list[tuple[Any, ...]], targets: _Targets) -> int | None:
-    """Sealed models (keys.integrity) re-seal their rows themselves — values, version and row
-    seal together, legacy rows upgraded — in this batch's transaction; the count changed."""
-    if not has_row_integrity(model):
-        return None
-    return upgrade_rows(model, [row[0] for row in rows], targets.field_header)
+def _upgrade_sealed(model: type[models.Model], rows: list[tuple[Any, ...]], targets: _Targets) -> list[list[Any]]:
+    """Sealed models (keys.integrity) re-seal their rows — values, version and row seal
+    together, legacy rows upgraded — for this batch's locked rows: ``[pk, *values, version,
+    seal]`` per row that needs it, in the order of the sealed UPDATE's columns."""
+    spec = model.row_integrity  # type: ignore[attr-defined]
+    names = [f.attname for f in encrypted_fields(model)] + [spec.version, spec.seal]
+    return [
+        [pk, *(values[name] for name in names)]
+        for pk, values in resealed_rows(model, [row[0] for row in rows], targets.field_header)
+    ]
 
 
 def _reencrypt_rows(
