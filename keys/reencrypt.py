@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,10 +216,21 @@ def batch_statements(model: type[models.Model], fields: list[EncryptedMixin]) ->
     return select, update(values), sealed
 
 
-def plan_as_index_lookups() -> None:
-    """For the current transaction: plan the job's statements as index lookups (INDEX_LOOKUPS)."""
+@contextmanager
+def planned_as_index_lookups() -> Iterator[None]:
+    """Plan the statements inside as index lookups (INDEX_LOOKUPS), then restore the settings.
+
+    Transaction-local (``set_config(..., true)``), and restored on the way out as well: inside
+    an outer transaction (a caller's ``atomic``, a test), a batch is only a savepoint, and the
+    settings must not outlive it (an error rolls them back with the batch's savepoint)."""
     with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(INDEX_LOOKUPS)), list(INDEX_LOOKUPS))
+        before = dict(zip(INDEX_LOOKUPS, cursor.fetchone(), strict=True))
         for name, value in INDEX_LOOKUPS.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+    yield  # an error rolls the batch back, and the settings with it
+    with connection.cursor() as cursor:
+        for name, value in before.items():
             cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
@@ -232,7 +244,7 @@ def _run_job(
     budget: int | None,
     system_scope: Callable[[str], Any],
 ) -> int | None:
-    select, update, update_sealed = batch_statements(model, fields)
+    statements = batch_statements(model, fields)
     long_transaction = keys_settings.LONG_TRANSACTION
     started = time.monotonic()
     done_at_start = job.rows_done
@@ -240,28 +252,15 @@ def _run_job(
         with system_scope("re-encryption batch"), transaction.atomic(), long_transaction():
             if not _still_current(job):
                 break
-            plan_as_index_lookups()
-            with connection.cursor() as cursor:
-                cursor.execute(select, [job.last_pk or uuid.UUID(int=0), batch])
-                rows = cursor.fetchall()
+            with planned_as_index_lookups():
+                rows, changed, unreadable = _process_batch(job, model, fields, targets, batch, statements)
             if not rows:
                 job.status, job.finished_at = ReencryptionJob.Status.DONE, timezone.now()
                 job.save(update_fields=["status", "finished_at", "updated_at"])
                 break
-            unreadable = _Count()
-            if update_sealed:
-                changed = _upgrade_sealed(model, rows, targets)
-                statement = update_sealed
-            else:
-                changed = _reencrypt_rows(rows, fields, targets, model._meta.pk.attname, unreadable)
-                statement = update
-            if changed:
-                params: list[Any] = [[row[i] for row in changed] for i in range(len(changed[0]))]
-                with connection.cursor() as cursor:
-                    cursor.execute(statement, params)
             job.last_pk = rows[-1][0]
             job.rows_done += len(rows)
-            job.rows_changed += len(changed)
+            job.rows_changed += changed
             job.values_unreadable += unreadable.n
             job.save(update_fields=["last_pk", "rows_done", "rows_changed", "values_unreadable", "updated_at"])
         if budget is not None:
@@ -270,6 +269,36 @@ def _run_job(
             elapsed = time.monotonic() - started
             progress(job, (job.rows_done - done_at_start) / elapsed if elapsed > 0 else 0.0)
     return budget
+
+
+def _process_batch(
+    job: ReencryptionJob,
+    model: type[models.Model],
+    fields: list[EncryptedMixin],
+    targets: _Targets,
+    batch: int,
+    statements: tuple[str, str, str],
+) -> tuple[list[tuple[Any, ...]], int, _Count]:
+    """Lock and read the next batch after the checkpoint, write its re-encrypted rows back:
+    (the rows read, how many changed, the values left under a destroyed key)."""
+    select, update, update_sealed = statements
+    with connection.cursor() as cursor:
+        cursor.execute(select, [job.last_pk or uuid.UUID(int=0), batch])
+        rows = cursor.fetchall()
+    unreadable = _Count()
+    if not rows:
+        return rows, 0, unreadable
+    if update_sealed:
+        changed = _upgrade_sealed(model, rows, targets)
+        statement = update_sealed
+    else:
+        changed = _reencrypt_rows(rows, fields, targets, model._meta.pk.attname, unreadable)
+        statement = update
+    if changed:
+        params: list[Any] = [[row[i] for row in changed] for i in range(len(changed[0]))]
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+    return rows, len(changed), unreadable
 
 
 def _still_current(job: ReencryptionJob) -> bool:

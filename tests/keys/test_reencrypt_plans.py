@@ -98,6 +98,9 @@ def test_every_batch_statement_is_an_index_lookup_under_rls() -> None:
     assert {"patients_patient", "records_medicalrecord"} <= tables
     with _explained(tables) as plans:
         jobs = reencrypt("field", batch=500)
+    with connection.cursor() as cursor:  # the batches were savepoints of this test's transaction
+        cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan')")
+        assert cursor.fetchone() == ("on", "on"), "the planner settings do not outlive a batch"
     done = {job.model: job.rows_changed for job in jobs}
     assert done["patients.Patient"] >= PATIENTS and done["records.MedicalRecord"] >= RECORDS
     for table in ("patients_patient", "records_medicalrecord"):
