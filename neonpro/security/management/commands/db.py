@@ -72,7 +72,8 @@ class Command(BaseCommand):
         with connection.cursor() as cursor:
             db.create_roles(cursor, owner=owner, app=app, database=database, app_password=password)
             limits.set_role_limits(cursor, app=app, owner=owner, database=database, limits=role_limits)
-        self._record("db.roles", owner=owner, app=app, password_set=password is not None, role_limits=role_limits)
+        per_limit = {f"app_{name}_ms": value for name, value in role_limits.items()}
+        self._record("db.roles", owner=owner, app=app, password_set=password is not None, **per_limit)
         shown = ", ".join(f"{name} {value} ms" for name, value in role_limits.items())
         self.stdout.write(
             f"Roles ready: owner {owner} (runs migrations), application {app} (serves requests; in {database}: "
