@@ -217,21 +217,28 @@ def batch_statements(model: type[models.Model], fields: list[EncryptedMixin]) ->
 
 
 @contextmanager
-def planned_as_index_lookups() -> Iterator[None]:
-    """Plan the statements inside as index lookups (INDEX_LOOKUPS), then restore the settings.
+def planned_as_index_lookups(*, restore: bool = True) -> Iterator[None]:
+    """Plan the statements inside as index lookups (INDEX_LOOKUPS) for the current transaction.
 
-    Transaction-local (``set_config(..., true)``), and restored on the way out as well: inside
-    an outer transaction (a caller's ``atomic``, a test), a batch is only a savepoint, and the
-    settings must not outlive it (an error rolls them back with the batch's savepoint)."""
+    Transaction-local (``set_config(..., true)``). With ``restore``, the previous settings come
+    back on the way out too: inside an outer transaction (a caller's ``atomic``, a test) a batch
+    is only a savepoint, and the settings must not outlive it (an error rolls them back with
+    the savepoint). One statement each way: a batch is a few statements only."""
+    names = list(INDEX_LOOKUPS)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(INDEX_LOOKUPS)), list(INDEX_LOOKUPS))
-        before = dict(zip(INDEX_LOOKUPS, cursor.fetchone(), strict=True))
-        for name, value in INDEX_LOOKUPS.items():
-            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
-    yield  # an error rolls the batch back, and the settings with it
-    with connection.cursor() as cursor:
-        for name, value in before.items():
-            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+        # The target list is evaluated in order: the current values are read before the change.
+        cursor.execute(
+            "SELECT " + ", ".join(["current_setting(%s)"] * len(names) + ["set_config(%s, %s, true)"] * len(names)),
+            [*names, *(value for name in names for value in (name, INDEX_LOOKUPS[name]))],
+        )
+        before = cursor.fetchone()[: len(names)]
+    yield
+    if restore and names:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names)),
+                [value for name, old in zip(names, before, strict=True) for value in (name, old)],
+            )
 
 
 def _run_job(
@@ -246,13 +253,14 @@ def _run_job(
 ) -> int | None:
     statements = batch_statements(model, fields)
     long_transaction = keys_settings.LONG_TRANSACTION
+    nested = connection.in_atomic_block  # then each batch is a savepoint: its settings must not leak
     started = time.monotonic()
     done_at_start = job.rows_done
     while budget is None or budget > 0:
         with system_scope("re-encryption batch"), transaction.atomic(), long_transaction():
             if not _still_current(job):
                 break
-            with planned_as_index_lookups():
+            with planned_as_index_lookups(restore=nested):
                 rows, changed, unreadable = _process_batch(job, model, fields, targets, batch, statements)
             if not rows:
                 job.status, job.finished_at = ReencryptionJob.Status.DONE, timezone.now()
