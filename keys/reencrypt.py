@@ -183,14 +183,17 @@ def _job_for(
 # as a nested loop that rescans the batch for every row, or a sequential scan of the table:
 # both cost O(table) per batch. Within each batch transaction (SET LOCAL), the job's
 # statements are planned as index lookups instead, whatever the estimates say: the read walks
-# the primary-key index in order, the UPDATE probes it once per batch row.
-INDEX_LOOKUPS = {"enable_seqscan": "off", "enable_bitmapscan": "off"}
+# the primary-key index in order; the UPDATE finds the batch's rows through the primary key
+# (``= ANY(ids)``) and hash-joins them to the batch's values. (Without the hash join, a
+# nested loop would compare every row with every value: O(batch^2), seconds per batch.)
+INDEX_LOOKUPS = {"enable_seqscan": "off", "enable_bitmapscan": "off", "enable_nestloop": "off"}
 
 
 def batch_statements(model: type[models.Model], fields: list[EncryptedMixin]) -> tuple[str, str, str]:
     """The job's three statements for ``model``: the keyset read of a batch (locking its rows),
     the batch UPDATE of its encrypted columns, and — for sealed models — the batch UPDATE of
-    the encrypted columns, row version and row seal (empty otherwise)."""
+    the encrypted columns, row version and row seal (empty otherwise). An UPDATE takes one
+    array per column, the primary keys first, and the primary keys once more at the end."""
 
     def qn(name: str | None) -> str:
         return str(connection.ops.quote_name(str(name)))
@@ -205,7 +208,7 @@ def batch_statements(model: type[models.Model], fields: list[EncryptedMixin]) ->
         names = ", ".join(["id"] + [f"c{i}" for i in range(len(targets))])
         return (
             f"UPDATE {table} AS t SET {assignments} FROM unnest({casts}) AS v({names}) "  # noqa: S608 - quoted names
-            f"WHERE t.{pk} = v.id"
+            f"WHERE t.{pk} = v.id AND t.{pk} = ANY(%s::uuid[])"
         )
 
     values = [(qn(f.column), "bytea") for f in fields]
@@ -304,6 +307,7 @@ def _process_batch(
         statement = update
     if changed:
         params: list[Any] = [[row[i] for row in changed] for i in range(len(changed[0]))]
+        params.append(params[0])
         with connection.cursor() as cursor:
             cursor.execute(statement, params)
     return rows, len(changed), unreadable

@@ -3,7 +3,9 @@
 As ``neonpro_app`` (RLS in force, the system identity the job uses), every statement the job
 issues against a table it re-encrypts is EXPLAINed at the moment it is issued, on the same
 connection and inside the same batch transaction (so the job's planner settings apply), with
-the same parameters: none may scan the whole table. The tables hold a few thousand rows —
+the same parameters: none may read the table other than by bounded primary-key lookups (no
+sequential or bitmap scan, no index scan without a condition, no nested loop comparing every
+row with every value). The tables hold a few thousand rows —
 enough that, without those settings, PostgreSQL picks a sequential scan for the batch UPDATE
 (the negative control proves the check can fail) — added in the test's transaction, which
 the planner sees through the tables' current size (the application role may not ANALYZE
@@ -13,6 +15,7 @@ tables it does not own; a superuser's ANALYZE would not see uncommitted rows).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -77,16 +80,40 @@ def _explained(tables: set[str]) -> Iterator[list[tuple[str, str]]]:
         batch = not many and "COUNT(*)" not in sql.upper()
         if batch and pattern.search(sql) and sql.lstrip().upper().startswith(("SELECT", "UPDATE")):
             raw = context["cursor"].cursor
-            raw.execute("EXPLAIN " + sql, params)
-            plans.append((sql, "\n".join(row[0] for row in raw.fetchall())))
+            raw.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            plans.append((sql, json.dumps(raw.fetchone()[0][0]["Plan"])))
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(explain):
         yield plans
 
 
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
 def _scans_whole(plan: str, table: str) -> bool:
-    return re.search(rf"Seq Scan on {re.escape(table)}\b", plan) is not None
+    """Whether the plan reads ``table`` other than by bounded primary-key lookups: a sequential
+    or bitmap scan, an index scan without an index condition (the whole index, in order), or
+    a join that compares every row of one side with every row of the other (a nested loop
+    with a join filter: O(batch x rows))."""
+    for node in _nodes(json.loads(plan)):
+        if node.get("Join Filter") and node["Node Type"] == "Nested Loop":
+            return True
+        if node.get("Relation Name") != table or not node["Node Type"].endswith("Scan"):
+            continue  # (the ModifyTable node names the table it writes, not how it finds rows)
+        if node["Node Type"] not in ("Index Scan", "Index Only Scan") or "Index Cond" not in node:
+            return True
+    return False
+
+
+def _uses_primary_key(plan: str, table: str) -> bool:
+    return any(
+        node.get("Relation Name") == table and node.get("Index Name") == f"{table}_pkey"
+        for node in _nodes(json.loads(plan))
+    )
 
 
 def test_every_batch_statement_is_an_index_lookup_under_rls() -> None:
@@ -110,7 +137,7 @@ def test_every_batch_statement_is_an_index_lookup_under_rls() -> None:
         assert len([sql for sql, _ in issued if sql.startswith("UPDATE")]) >= 6, f"{table}: one UPDATE per batch"
         for sql, plan in issued:
             assert not _scans_whole(plan, table), f"{table}: sequential scan for\n{sql[:200]}\n{plan}"
-            assert f"Index Scan using {table}_pkey on {table}" in plan, f"{table}: no primary-key lookup\n{plan}"
+            assert _uses_primary_key(plan, table), f"{table}: no primary-key lookup\n{plan}"
     for sql, plan in plans:  # every other model the job visits, however few rows it holds
         for table in tables:
             assert not _scans_whole(plan, table), f"sequential scan of {table} for\n{sql[:200]}\n{plan}"
@@ -133,7 +160,8 @@ def test_the_batch_statements_are_keyset_reads_and_primary_key_writes() -> None:
     [(_, fields)] = [(m, f) for m, f in models_to_reencrypt("field") if m is Patient]
     select, update, sealed = batch_statements(Patient, fields)
     assert 'WHERE "id" > %s ORDER BY "id" LIMIT %s FOR UPDATE' in select
-    assert update.startswith('UPDATE "patients_patient" AS t SET') and update.endswith('WHERE t."id" = v.id')
+    assert update.startswith('UPDATE "patients_patient" AS t SET')
+    assert update.endswith('WHERE t."id" = v.id AND t."id" = ANY(%s::uuid[])')
     assert sealed == "", "patients are not sealed rows"
     [(_, fields)] = [(m, f) for m, f in models_to_reencrypt("field") if m is MedicalRecord]
     _, _, sealed = batch_statements(MedicalRecord, fields)
