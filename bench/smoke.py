@@ -26,8 +26,8 @@ SMOKE_RUNS: dict[str, tuple[list[str], set[str]]] = {
     ),
     "rls.py": (["--smoke", "--pairs", "1", "--iterations", "5"], {"rls_ratio", "rls_ms_p50", "bypass_ms_p50"}),
     "reencrypt.py": (
-        ["--rows", "300", "--scale-rows", "600", "--batch", "100"],
-        {"rows_per_s", "peak_rss_mb", "rss_growth_mb"},
+        ["--patients", "300", "--records", "300", "--batch", "100"],
+        {"rows_per_s", "rows", "seconds", "count_seconds", "peak_rss_mb", "role"},
     ),
 }
 
