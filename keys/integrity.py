@@ -290,26 +290,16 @@ def has_row_integrity(model: type[models.Model]) -> bool:
     return isinstance(getattr(model, "row_integrity", None), RowIntegrity) and not model._meta.abstract
 
 
-def upgrade_rows(model: type[models.Model], pks: list[Any], field_header: bytes) -> int:
-    """Re-encryption for sealed models: re-seal the rows among ``pks`` that need it.
+def resealed_rows(model: type[models.Model], pks: list[Any], field_header: bytes) -> list[tuple[Any, dict[str, Any]]]:
+    """Re-encryption for sealed models: the rows among ``pks`` that need re-sealing, as
+    ``(pk, {attname: value})`` — every encrypted value, the next version and the seal — for the
+    caller, which holds the rows locked, to write back in one statement.
 
     A row needs it when it is a legacy row (version 0), when a value is not under the
     active field key (``field_header``), or when its seal is not under the active MAC key.
-    Such a row is opened as it is (legacy rows even when no longer readable otherwise),
-    given the next version and written back in place: same plaintext, ``updated_at`` kept.
-    Runs inside the caller's transaction, which holds the rows locked. Returns the count.
+    Such a row is opened as it is (legacy rows even when no longer readable otherwise) and
+    given the next version: same plaintext; the caller's write keeps ``updated_at``.
     """
-    manager = model._base_manager
-    rows = resealed_rows(model, pks, field_header)
-    for pk, values in rows:
-        manager.filter(pk=pk).update(**values)
-    return len(rows)
-
-
-def resealed_rows(model: type[models.Model], pks: list[Any], field_header: bytes) -> list[tuple[Any, dict[str, Any]]]:
-    """What ``upgrade_rows`` writes, without writing it: ``(pk, {attname: value})`` for each row
-    among ``pks`` that needs re-sealing — every encrypted value, the next version and the seal —
-    so a caller holding the rows locked can write them in one statement."""
     spec: RowIntegrity = model.row_integrity  # type: ignore[attr-defined]
     fields = encrypted_fields(model)
     mac_key = keyring.mac_keys(MAC_PURPOSE)[0].key_id

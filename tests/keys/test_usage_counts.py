@@ -92,3 +92,16 @@ def test_purposes_outside_the_columns_still_cannot_be_counted(fresh_keys: Any) -
     with CaptureQueriesContext(connection) as queries, pytest.raises(UncountableUsageError, match="cannot count"):
         count_key_usage(key)
     assert _usage_statements(queries.captured_queries) == [], "no scan pretends to count them"
+
+
+def test_without_a_long_transaction_hook_nothing_is_lifted(settings: Any) -> None:
+    """``keys`` depends on nothing of NeonPro's: without NEONPRO_KEYS_LONG_TRANSACTION its jobs
+    keep the connection's limits (a context manager that does nothing)."""
+    from contextlib import nullcontext
+
+    from keys.conf import keys_settings
+    from neonpro.db.limits import long_statements
+
+    assert keys_settings.LONG_TRANSACTION is long_statements
+    settings.NEONPRO_KEYS_LONG_TRANSACTION = ""
+    assert keys_settings.LONG_TRANSACTION is nullcontext
