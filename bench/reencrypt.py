@@ -1,44 +1,37 @@
-"""Benchmark: re-encrypting every Patient onto new data keys (``keys.reencrypt``), on PostgreSQL.
+"""Benchmark: ``keys reencrypt`` after a rotation, as the application role with RLS in force.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/neonpro python bench/reencrypt.py \
-        [--rows 100000] [--scale-rows 200000] [--batch 500,2000]
-    # where the time goes: one small run under cProfile (the profile goes to stderr)
-    ... python bench/reencrypt.py --rows 20000 --scale-rows 0 --batch 500 --profile
+        [--patients 100000] [--records 100000] [--batch 500]
+    # where the time goes: the re-encryption under cProfile (the profile goes to stderr)
+    ... python bench/reencrypt.py --patients 20000 --records 0 --profile
 
-DATABASE_URL names a superuser (trust or password auth). Everything runs as that superuser:
-row-level security is not what is measured here, and a superuser bypasses it even on FORCE
-RLS tables (``system_context`` still sets its identity, harmlessly).
+DATABASE_URL names a superuser (trust or password auth); it only creates the database and the
+roles (``bench/benchdb.py``). Migrations and housekeeping (VACUUM) run as the owner; seeding
+and everything timed run as ``neonpro_app`` (NOSUPERUSER NOBYPASSRLS, owns nothing) with
+row-level security in force, inside the system identity the job itself uses: the production
+figure. No superuser figure is measured.
 
 Data (deterministic: row ``i``'s id and values are a pure function of ``i``): N patients with
-all seven encrypted fields set, four of them searchable (blind index + envelope). Each row
-count has its own throw-away database ``neonpro_bench_reencrypt_<N>``, migrated and seeded
-once with ``bulk_create`` inside ``system_context`` and reused while the seed fingerprint
-stored in it matches and it holds exactly N patients whose values decrypt (otherwise it is
-recreated). The master key is fixed, so a rerun can read what an earlier run seeded.
+all seven encrypted fields set, four of them searchable (blind index + envelope), and M
+medical records (five encrypted fields, sealed rows: ``keys.integrity``) spread over the
+patients. Each size has its own throw-away database ``neonpro_bench_reenc_<N>_<M>``, seeded
+once through the models' ``bulk_create`` (the real encryption path) and reused while the seed
+fingerprint stored in it matches and it holds exactly N patients and M records.
 
-Measurement: each (rows, batch size) runs in a fresh child process, so its peak RSS
-(``getrusage(RUSAGE_SELF).ru_maxrss``) is its own. The child rotates the ``field`` and the
-``index`` data keys (every stored value is now under an old key), runs ``VACUUM (ANALYZE)``
-on the table and a ``CHECKPOINT`` (untimed), then times ``reencrypt("field", batch=B)``
-— wall time of the call, which covers every model with encrypted fields (only
-``patients_patient`` has rows). ``rows_per_s = rows / seconds``; ``sql_seconds`` is the part
-of it spent executing statements on the default connection (a Django ``execute_wrapper``),
-the rest is Python, mostly decrypting and re-encrypting. The child then checks that the
-Patient job is done with ``rows_changed == rows``, retires the previous keys (which counts,
-by a scan, that no stored value still uses them) and decrypts a few rows against their seed.
-The next measurement rotates again, so there is always a full table of work.
-
-The headline (``rows``, ``rows_per_s``, ``peak_rss_mb``, ``batch``) is the faster batch size
-at ``--rows``; the ``*_200k`` keys are the same batch size at ``--scale-rows`` (default
-2 x ``--rows``; ``rows_200k`` is that row count) and ``rss_growth_mb`` the difference of
-the two peaks. ``runs`` lists every measurement. Progress goes to stderr; the last line
-printed is one JSON object.
+Measurement (a fresh child process per run, so its peak RSS is its own): rotate the ``field``
+and ``index`` data keys (every stored value is now under an old key), ``VACUUM (ANALYZE)``
+both tables (untimed, as the owner), then time ``reencrypt("field", batch=B)``: the wall time
+of the call, which covers every model with encrypted fields. ``rows_per_s = (N + M) / seconds``;
+``sql_seconds`` is the part spent executing statements on the default connection, the rest is
+Python (decrypting, re-encrypting, re-sealing). Then the run checks that every job is done and
+changed every row, retires the previous keys (``count_key_usage`` must find no value left under
+them; ``count_seconds`` is how long those counts took) and decrypts a few rows against their
+seed. Progress goes to stderr; the last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
 import datetime as dt
 import gc
@@ -54,37 +47,48 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BENCH_DB_PREFIX = "neonpro_bench_reencrypt"
-SEED = 20261128
-SEED_VERSION = 1
+from bench import benchdb
+
+BENCH_DB_PREFIX = "neonpro_bench_reenc"
+SEED = 20261203
+SEED_VERSION = 2
 SEED_CHUNK = 10_000
 TARGET_ROWS_PER_S = 5_000
-# The bench databases are disposable and their data synthetic: a fixed master key lets a
-# rerun decrypt what an earlier run seeded.
-BENCH_MASTER_KEY = base64.b64encode(hashlib.sha256(b"neonpro bench/reencrypt.py master key").digest()).decode()
+PROVIDER_ID = uuid.UUID(int=0x4E50_0000_0000_4000_8000_0000_0000_0001)
 FIRST = ["Ada", "Ben", "Cleo", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "June"]
 LAST = ["Lovelace", "Okafor", "Nguyen", "Schmidt", "Silva", "Kowalski", "Haddad", "Tanaka"]
 FIELDS = ("full_name", "date_of_birth", "ssn", "mrn", "email", "phone", "address")
+RECORD_FIELDS = ("diagnosis", "treatment_plan", "medications", "lab_results", "notes")
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _fingerprint(rows: int) -> str:
-    master = hashlib.sha256(BENCH_MASTER_KEY.encode()).hexdigest()[:16]
-    return json.dumps({"version": SEED_VERSION, "seed": SEED, "rows": rows, "master": master}, sort_keys=True)
+def _dbname(patients: int, records: int) -> str:
+    return f"{BENCH_DB_PREFIX}_{patients}_{records}"
 
 
-def _row(i: int) -> tuple[uuid.UUID, dict[str, Any]]:
-    """Row ``i``: its primary key (random-looking, like uuid4) and its PHI values."""
-    digest = hashlib.blake2b(f"bench/reencrypt.py {SEED} {i}".encode(), digest_size=32).digest()
-    n = int.from_bytes(digest[16:], "big")
-    return uuid.UUID(bytes=digest[:16], version=4), {
+def _fingerprint(patients: int, records: int) -> str:
+    master = hashlib.sha256(benchdb.master_key("reencrypt").encode()).hexdigest()[:16]
+    return json.dumps(
+        {"version": SEED_VERSION, "seed": SEED, "patients": patients, "records": records, "master": master},
+        sort_keys=True,
+    )
+
+
+def _digest(kind: str, i: int) -> tuple[uuid.UUID, int]:
+    digest = hashlib.blake2b(f"bench/reencrypt.py {SEED} {kind} {i}".encode(), digest_size=32).digest()
+    return uuid.UUID(bytes=digest[:16], version=4), int.from_bytes(digest[16:], "big")
+
+
+def _patient(i: int) -> tuple[uuid.UUID, dict[str, Any]]:
+    """Patient ``i``: its primary key (random-looking, like uuid4) and its PHI values."""
+    pk, n = _digest("patient", i)
+    return pk, {
         "full_name": f"{FIRST[n % 10]} {LAST[(n >> 8) % 8]} {i}",
         "date_of_birth": dt.date(1930, 1, 1) + dt.timedelta(days=(n >> 16) % 30_000),
         "ssn": f"{900 + i // 1_000_000:03d}-{(i // 10_000) % 100:02d}-{i % 10_000:04d}",
@@ -95,6 +99,23 @@ def _row(i: int) -> tuple[uuid.UUID, dict[str, Any]]:
     }
 
 
+def _record(i: int, patients: int) -> tuple[uuid.UUID, uuid.UUID, dict[str, Any]]:
+    """Record ``i``: its primary key, its patient's and its PHI values."""
+    pk, n = _digest("record", i)
+    return (
+        pk,
+        _patient(n % patients)[0],
+        {
+            "record_date": dt.date(2020, 1, 1) + dt.timedelta(days=(n >> 8) % 2_000),
+            "diagnosis": ["Hypertension", "Type 2 diabetes", "Asthma", "Migraine"][(n >> 20) % 4],
+            "treatment_plan": f"Review in {(n >> 24) % 12 + 1} weeks; lifestyle advice given.",
+            "medications": ["metformin 500 mg", "lisinopril 10 mg", "salbutamol inhaler", "none"][(n >> 28) % 4],
+            "lab_results": {"hba1c": (n >> 32) % 50 / 10 + 4.5, "ldl": (n >> 40) % 35 / 10 + 1.5},
+            "notes": f"Visit note {i}: patient reports {['improvement', 'no change', 'new pain'][(n >> 48) % 3]}.",
+        },
+    )
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -102,163 +123,170 @@ def _rss_mb() -> float:
 # -- database (child processes) ------------------------------------------------------------
 
 
-def _server_url(dbname: str) -> str:
-    parts = urlsplit(os.environ["BENCH_SERVER_URL"])
-    return urlunsplit(parts._replace(path=f"/{dbname}"))
+def _setup(patients: int, records: int, *, drop: bool = False) -> None:
+    """Create (or reuse) this size's bench database, migrate it as the owner, then switch every
+    connection to the application role."""
+    benchdb.prepare(_dbname(patients, records), script="bench/reencrypt.py", drop=drop)
+    os.environ["NEONPRO_MASTER_KEY"] = benchdb.master_key("reencrypt")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    benchdb.use_app_role()
 
 
 def _stored_fingerprint(dbname: str) -> str | None:
+    """The seed fingerprint in ``dbname`` (as the superuser of DATABASE_URL, before any setup)."""
     import psycopg
 
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neonpro")
     try:
-        with psycopg.connect(_server_url(dbname)) as conn:
+        with psycopg.connect(url.rsplit("/", 1)[0] + f"/{dbname}") as conn:
             row = conn.execute("SELECT fingerprint FROM bench_reencrypt_seed").fetchone()
     except psycopg.Error:
         return None
     return row[0] if row else None
 
 
-def _create_database(dbname: str, *, drop: bool) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(_server_url("postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
-        if exists and drop:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
-            exists = None
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-
-
-def _prepare_environment(rows: int) -> str:
-    """Point Django at this row count's bench database (created if missing) and set up Django."""
-    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neonpro")
-    if not url.startswith("postgres"):
-        sys.exit("bench/reencrypt.py runs on PostgreSQL: set DATABASE_URL=postgres://...")
-    os.environ["BENCH_SERVER_URL"] = url
-    dbname = f"{BENCH_DB_PREFIX}_{rows}"
-    stale = _stored_fingerprint(dbname) != _fingerprint(rows)
-    _create_database(dbname, drop=False)
-    os.environ["DATABASE_URL"] = _server_url(dbname)
-    os.environ["NEONPRO_MASTER_KEY"] = BENCH_MASTER_KEY
-    os.environ["DJANGO_DEBUG"] = "False"  # DEBUG keeps every query (and its parameters) in memory
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neonpro.settings")
-    os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
-    return "stale" if stale else dbname
-
-
-def _patient_count() -> int:
+def _counts() -> tuple[int, int]:
     from neonpro.security.context import system_context
     from patients.models import Patient
+    from records.models import MedicalRecord
 
-    with system_context("bench/reencrypt.py: count patients"):
-        return int(Patient._base_manager.count())
+    with system_context("bench/reencrypt.py: count rows"):
+        return int(Patient._base_manager.count()), int(MedicalRecord._base_manager.count())
 
 
-def _check_sample(rows: int) -> None:
+def _check_sample(patients: int, records: int) -> None:
     """Decrypt a few rows (first, middle, last) and compare them with their seed values."""
     from neonpro.security.context import system_context
     from patients.models import Patient
+    from records.models import MedicalRecord
 
     with system_context("bench/reencrypt.py: check sample rows"):
-        for i in sorted({0, rows // 2, rows - 1}):
-            pk, values = _row(i)
+        for i in sorted({0, patients // 2, patients - 1}):
+            pk, values = _patient(i)
             patient = Patient._base_manager.get(pk=pk)
             for name in FIELDS:
                 got = getattr(patient, name)
-                assert got == values[name], f"row {i} {name}: {got!r} != {values[name]!r}"
-            assert Patient._base_manager.filter(ssn=values["ssn"]).count() == 1, f"row {i}: SSN lookup failed"
+                assert got == values[name], f"patient {i} {name}: {got!r} != {values[name]!r}"
+            assert Patient._base_manager.filter(ssn=values["ssn"]).count() == 1, f"patient {i}: SSN lookup failed"
+        for i in sorted({0, records // 2, records - 1}) if records else []:
+            pk, _, values = _record(i, patients)
+            record = MedicalRecord._base_manager.get(pk=pk)
+            for name in RECORD_FIELDS:
+                got = getattr(record, name)
+                assert got == values[name], f"record {i} {name}: {got!r} != {values[name]!r}"
 
 
 def _vacuum() -> None:
-    from django.db import connection
+    with benchdb.owner() as conn:
+        conn.execute("VACUUM (ANALYZE) patients_patient")
+        conn.execute("VACUUM (ANALYZE) records_medicalrecord")
 
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE) patients_patient")
 
-
-def _seed_phase(rows: int) -> dict[str, Any]:
-    dbname = _prepare_environment(rows)
-    from django.core.management import call_command
-    from django.db import connection, connections
-
-    if dbname != "stale":
-        call_command("migrate", verbosity=0)
+def _seed_phase(patients: int, records: int) -> dict[str, Any]:
+    dbname = _dbname(patients, records)
+    seeded = _stored_fingerprint(dbname) == _fingerprint(patients, records)
+    _setup(patients, records, drop=not seeded)
+    if seeded:
         try:
-            count = _patient_count()
-            _check_sample(rows)
+            counts = _counts()
+            _check_sample(patients, records)
         except Exception as exc:  # anything wrong with the data means: reseed
-            count = -1
-            _log(f"  {dbname}: sample check failed ({type(exc).__name__}: {exc})")
-        if count == rows:
-            _log(f"{dbname}: already seeded with {rows:,} patients, reusing it")
-            return {"rows": rows, "seeded": False}
-        _log(f"{dbname}: holds {count:,} patients, not {rows:,}")
-    dbname = f"{BENCH_DB_PREFIX}_{rows}"
-    _log(f"seeding {dbname}: {rows:,} patients")
-    connections.close_all()
-    _create_database(dbname, drop=True)
-    call_command("migrate", verbosity=0)
+            counts = (-1, -1)
+            _log(f"  sample check failed ({type(exc).__name__}: {exc})")
+        if counts == (patients, records):
+            _log(f"{dbname}: already seeded, reusing it")
+            return {"patients": patients, "records": records, "seeded": False}
+        sys.exit(f"{dbname} does not hold its seed: drop it (DROP DATABASE {dbname}) and run again")
+    _log(f"seeding {dbname}: {patients:,} patients, {records:,} records (as {benchdb.APP_ROLE})")
+    started = time.perf_counter()
+    _seed(patients, records)
+    seconds = time.perf_counter() - started
+    _vacuum()
+    with benchdb.owner() as conn:
+        conn.execute("CREATE TABLE bench_reencrypt_seed (fingerprint text NOT NULL)")
+        conn.execute("INSERT INTO bench_reencrypt_seed VALUES (%s)", [_fingerprint(patients, records)])
+    assert _counts() == (patients, records)
+    _check_sample(patients, records)
+    _log(f"  seeded in {seconds:.1f} s")
+    return {"patients": patients, "records": records, "seeded": True, "seed_seconds": round(seconds, 1)}
+
+
+def _seed(patients: int, records: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
 
     from keys.keyring import keyring
     from neonpro.security.context import system_context
     from patients.models import Patient
+    from records.models import MedicalRecord
 
+    user_model = get_user_model()
     keyring.clear()
     started = time.perf_counter()
-    for offset in range(0, rows, SEED_CHUNK):
-        patients = []
-        for i in range(offset, min(offset + SEED_CHUNK, rows)):
-            pk, values = _row(i)
-            patients.append(Patient(id=pk, **values))
+    with system_context("bench/reencrypt.py seeding"):
+        user_model.objects.bulk_create(
+            [
+                user_model(
+                    id=PROVIDER_ID, username="bench-reencrypt-provider", password=make_password(None), role="clinician"
+                )
+            ]
+        )
+    for offset in range(0, patients, SEED_CHUNK):
+        rows = [
+            Patient(id=pk, **values) for pk, values in map(_patient, range(offset, min(offset + SEED_CHUNK, patients)))
+        ]
         with system_context("bench/reencrypt.py seeding"):
-            Patient.objects.bulk_create(patients, batch_size=2000)
-        done = offset + len(patients)
-        if done % 50_000 == 0 or done == rows:
+            Patient.objects.bulk_create(rows, batch_size=2000)
+        done = offset + len(rows)
+        if done % 100_000 == 0 or done == patients:
             _log(f"  {done:,} patients ({time.perf_counter() - started:.1f} s)")
-    seconds = time.perf_counter() - started
-    _vacuum()
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE bench_reencrypt_seed (fingerprint text NOT NULL)")
-        cursor.execute("INSERT INTO bench_reencrypt_seed VALUES (%s)", [_fingerprint(rows)])
-    assert _patient_count() == rows
-    _check_sample(rows)
-    _log(f"  seeded in {seconds:.1f} s ({seconds / rows * 1e6:.0f} µs/row)")
-    return {"rows": rows, "seeded": True, "seed_seconds": round(seconds, 1)}
+    for offset in range(0, records, SEED_CHUNK):
+        batch = []
+        for i in range(offset, min(offset + SEED_CHUNK, records)):
+            pk, patient, values = _record(i, patients)
+            batch.append(MedicalRecord(id=pk, patient_id=patient, provider_id=PROVIDER_ID, **values))
+        with system_context("bench/reencrypt.py seeding"):
+            MedicalRecord.objects.bulk_create(batch, batch_size=2000)
+        done = offset + len(batch)
+        if done % 100_000 == 0 or done == records:
+            _log(f"  {done:,} records ({time.perf_counter() - started:.1f} s)")
 
 
-def _measure_phase(rows: int, batch: int, profile: bool) -> dict[str, Any]:
-    dbname = _prepare_environment(rows)
-    if dbname == "stale":
-        sys.exit(f"{BENCH_DB_PREFIX}_{rows} is not seeded: run bench/reencrypt.py without --phase")
+def _measure_phase(patients: int, records: int, batch: int, profile: bool) -> dict[str, Any]:
+    if _stored_fingerprint(_dbname(patients, records)) != _fingerprint(patients, records):
+        sys.exit(f"{_dbname(patients, records)} is not seeded: run bench/reencrypt.py without --phase")
+    _setup(patients, records)
     from django.db import connection
 
     from keys.models import DataKey, ReencryptionJob
     from keys.reencrypt import reencrypt
     from keys.rotation import retire_data_key, rotate_data_key, settled_at
+    from neonpro.security.context import system_context
 
-    count = _patient_count()
-    assert count == rows, f"{dbname} holds {count} patients, expected {rows}"
-    purposes = (DataKey.Purpose.FIELD, DataKey.Purpose.INDEX)
-    for purpose in purposes:
-        rotate_data_key(purpose)  # every stored value is now under an old key
-    _vacuum()
+    assert _counts() == (patients, records)
     with connection.cursor() as cursor:
-        cursor.execute("CHECKPOINT")
+        cursor.execute("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        assert cursor.fetchone() == (benchdb.APP_ROLE, False, False)
+    purposes = (DataKey.Purpose.FIELD, DataKey.Purpose.INDEX)
+    with system_context("bench/reencrypt.py: rotate"):
+        for purpose in purposes:
+            rotate_data_key(purpose)  # every stored value is now under an old key
+    _vacuum()
     gc.collect()
     rss_before = _rss_mb()
-
-    step = max(rows // 5, batch)
+    total = patients + records
+    step = max(total // 10, batch)
 
     def progress(job: ReencryptionJob, rate: float) -> None:
         if job.rows_done % step < batch or job.rows_done == job.rows_total:
             _log(f"    {job.model}: {job.rows_done:,}/{job.rows_total:,} rows, {rate:,.0f} rows/s")
 
-    _log(f"  re-encrypting {rows:,} patients, batch {batch}{' (under cProfile)' if profile else ''}")
+    _log(f"  re-encrypting {patients:,} patients + {records:,} records, batch {batch}, as {benchdb.APP_ROLE}")
     sql_seconds = 0.0
 
     def timed(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -279,39 +307,41 @@ def _measure_phase(rows: int, batch: int, profile: bool) -> dict[str, Any]:
             profiler.disable()
         seconds = time.perf_counter() - start
     peak = _rss_mb()
-
-    patient_jobs = [job for job in jobs if job.model == "patients.Patient"]
-    assert len(patient_jobs) == 1, [job.model for job in jobs]
-    job = patient_jobs[0]
-    assert all(j.status == ReencryptionJob.Status.DONE for j in jobs), [(j.model, j.status) for j in jobs]
-    assert job.rows_done == rows and job.rows_changed == rows, (job.rows_done, job.rows_changed, rows)
-    assert sum(j.rows_changed for j in jobs) == rows
-    for old in DataKey.objects.filter(purpose__in=purposes, status=DataKey.Status.DECRYPT_ONLY):
-        # Clock past the quiet period (no other process writes here); it still counts every value.
-        retire_data_key(old, now=settled_at(old))  # refuses if any stored value still uses the old key
-    _check_sample(rows)
+    assert all(j.status == ReencryptionJob.Status.DONE for j in jobs), [(j.model, j.status, j.error) for j in jobs]
+    by_model = {j.model: j.rows_changed for j in jobs}
+    assert by_model.get("patients.Patient", 0) == patients, by_model
+    assert by_model.get("records.MedicalRecord", 0) == records, by_model
+    count_started = time.perf_counter()
+    with system_context("bench/reencrypt.py: retire"):
+        for old in DataKey.objects.filter(purpose__in=purposes, status=DataKey.Status.DECRYPT_ONLY):
+            # Clock past the quiet period (no other process writes here); it still counts every value.
+            retire_data_key(old, now=settled_at(old))  # refuses if any stored value still uses the old key
+    count_seconds = time.perf_counter() - count_started
+    _check_sample(patients, records)
     if profiler is not None:
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out).strip_dirs()
         stats.sort_stats("tottime").print_stats(30)
         stats.sort_stats("cumulative").print_stats(40)
         _log(out.getvalue())
-    result = {
-        "rows": rows,
+    _log(
+        f"  {total:,} rows in {seconds:.2f} s ({sql_seconds:.2f} s in SQL): {total / seconds:,.0f} rows/s, "
+        f"peak RSS {peak:.1f} MB; retiring the old keys (usage counts) {count_seconds:.2f} s"
+    )
+    return {
+        "patients": patients,
+        "records": records,
+        "rows": total,
         "batch": batch,
         "seconds": round(seconds, 2),
-        "rows_per_s": round(rows / seconds, 1),
+        "rows_per_s": round(total / seconds, 1),
+        "sql_seconds": round(sql_seconds, 2),
+        "count_seconds": round(count_seconds, 3),
         "peak_rss_mb": round(peak, 1),
         "rss_before_mb": round(rss_before, 1),
-        "sql_seconds": round(sql_seconds, 2),
-        "rows_changed": job.rows_changed,
+        "role": benchdb.APP_ROLE,
         "profiled": profile,
     }
-    _log(
-        f"  {rows:,} rows in {seconds:.2f} s ({sql_seconds:.2f} s in SQL on the default connection): "
-        f"{rows / seconds:,.0f} rows/s, peak RSS {peak:.1f} MB"
-    )
-    return result
 
 
 # -- orchestration (parent process: no Django) ---------------------------------------------
@@ -329,65 +359,32 @@ def _child(*args: str) -> dict[str, Any]:
     return result
 
 
-def _orchestrate(rows: int, scale_rows: int, batches: list[int], profile: bool) -> dict[str, Any]:
-    started = time.perf_counter()
-    sizes = [rows] + ([scale_rows] if scale_rows else [])
-    for size in sizes:
-        _child("--phase", "seed", "--rows", str(size))
-    runs = []
-    for size in sizes:
-        for batch in batches:
-            _log(f"measure: {size:,} rows, batch {batch} (fresh process)")
-            extra = ["--profile"] if profile else []
-            runs.append(_child("--phase", "measure", "--rows", str(size), "--batch", str(batch), *extra))
-    best = max((r for r in runs if r["rows"] == rows), key=lambda r: r["rows_per_s"])
-    result: dict[str, Any] = {
-        "rows": rows,
-        "rows_per_s": best["rows_per_s"],
-        "peak_rss_mb": best["peak_rss_mb"],
-        "batch": best["batch"],
-        "seconds": best["seconds"],
-    }
-    if scale_rows:
-        big = next(r for r in runs if r["rows"] == scale_rows and r["batch"] == best["batch"])
-        result.update(
-            rows_200k=scale_rows,
-            rows_per_s_200k=big["rows_per_s"],
-            peak_rss_mb_200k=big["peak_rss_mb"],
-            rss_growth_mb=round(big["peak_rss_mb"] - best["peak_rss_mb"], 1),
-            seconds_200k=big["seconds"],
-        )
-    result["target_rows_per_s"] = TARGET_ROWS_PER_S
-    result["profiled"] = profile
-    result["runs"] = [
-        {k: r[k] for k in ("rows", "batch", "seconds", "sql_seconds", "rows_per_s", "peak_rss_mb", "rss_before_mb")}
-        for r in runs
-    ]
-    result["total_seconds"] = round(time.perf_counter() - started, 1)
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=100_000, help="patients in the headline run")
-    parser.add_argument(
-        "--scale-rows", type=int, default=None, help="patients in the memory-scaling run (default 2 x --rows; 0: none)"
-    )
-    parser.add_argument("--batch", default="500,2000", help="batch sizes to measure, comma-separated")
+    parser.add_argument("--patients", type=int, default=100_000, help="patients (7 encrypted fields each)")
+    parser.add_argument("--records", type=int, default=100_000, help="medical records (5 encrypted fields, sealed)")
+    parser.add_argument("--batch", type=int, default=500, help="rows per batch (transaction)")
     parser.add_argument("--profile", action="store_true", help="run the re-encryption under cProfile (stderr)")
     parser.add_argument("--phase", choices=("seed", "measure"), help=argparse.SUPPRESS)  # child processes
     args = parser.parse_args()
-    batches = [int(b) for b in args.batch.split(",") if b.strip()]
-    if args.rows < 1 or not batches:
-        parser.error("--rows and --batch must be positive")
-
+    if args.patients < 1 or args.records < 0 or args.batch < 1:
+        parser.error("--patients and --batch must be positive, --records not negative")
+    sizes = [str(args.patients), str(args.records)]
     if args.phase == "seed":
-        result = _seed_phase(args.rows)
+        result = _seed_phase(args.patients, args.records)
     elif args.phase == "measure":
-        result = _measure_phase(args.rows, batches[0], args.profile)
+        result = _measure_phase(args.patients, args.records, args.batch, args.profile)
     else:
-        scale_rows = 2 * args.rows if args.scale_rows is None else args.scale_rows
-        result = _orchestrate(args.rows, scale_rows, batches, args.profile)
+        started = time.perf_counter()
+        seeded = _child("--phase", "seed", "--patients", sizes[0], "--records", sizes[1])
+        extra = ["--profile"] if args.profile else []
+        result = _child(
+            "--phase", "measure", "--patients", sizes[0], "--records", sizes[1], "--batch", str(args.batch), *extra
+        )
+        result["seed_seconds"] = seeded.get("seed_seconds")
+        result["target_rows_per_s"] = TARGET_ROWS_PER_S
+        result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        result["total_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
 
 

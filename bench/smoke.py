@@ -33,8 +33,8 @@ SMOKE_RUNS: dict[str, tuple[list[str], set[str]]] = {
         {"errors_at_max", "peak_connections", "pool_total", "fraction_at_max", "rush_p99_ratio"},
     ),
     "reencrypt.py": (
-        ["--rows", "300", "--scale-rows", "600", "--batch", "100"],
-        {"rows_per_s", "peak_rss_mb", "rss_growth_mb"},
+        ["--patients", "300", "--records", "300", "--batch", "100"],
+        {"rows_per_s", "rows", "seconds", "count_seconds", "peak_rss_mb", "role"},
     ),
     "scale.py": (
         ["--patients", "300", "--records", "400", "--samples", "2"],

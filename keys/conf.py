@@ -123,6 +123,16 @@ class KeysSettings:
         return import_string(path)  # type: ignore[no-any-return]
 
     @property
+    def LONG_TRANSACTION(self) -> Callable[[], AbstractContextManager[Any]]:  # noqa: N802
+        """Context manager entered inside each of a maintenance job's transactions (the
+        re-encryption batches) that lifts the request-sized statement timeout for it. The
+        project names its own in NEONPRO_KEYS_LONG_TRANSACTION; without one, nothing is lifted."""
+        path = getattr(settings, "NEONPRO_KEYS_LONG_TRANSACTION", "")
+        if not path:
+            return nullcontext
+        return import_string(path)  # type: ignore[no-any-return]
+
+    @property
     def OPERATOR_CONTEXT(self) -> Callable[[dict[str, Any]], AbstractContextManager[Any]]:  # noqa: N802
         """Context manager (called with a command's options) naming who runs a ``keys`` command
         in the events it records (``--operator``/``--reason``/``--ticket``); nothing by default."""

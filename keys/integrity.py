@@ -290,20 +290,20 @@ def has_row_integrity(model: type[models.Model]) -> bool:
     return isinstance(getattr(model, "row_integrity", None), RowIntegrity) and not model._meta.abstract
 
 
-def upgrade_rows(model: type[models.Model], pks: list[Any], field_header: bytes) -> int:
-    """Re-encryption for sealed models: re-seal the rows among ``pks`` that need it.
+def resealed_rows(model: type[models.Model], pks: list[Any], field_header: bytes) -> list[tuple[Any, dict[str, Any]]]:
+    """Re-encryption for sealed models: the rows among ``pks`` that need re-sealing, as
+    ``(pk, {attname: value})`` — every encrypted value, the next version and the seal — for the
+    caller, which holds the rows locked, to write back in one statement.
 
     A row needs it when it is a legacy row (version 0), when a value is not under the
     active field key (``field_header``), or when its seal is not under the active MAC key.
-    Such a row is opened as it is (legacy rows even when no longer readable otherwise),
-    given the next version and written back in place: same plaintext, ``updated_at`` kept.
-    Runs inside the caller's transaction, which holds the rows locked. Returns the count.
+    Such a row is opened as it is (legacy rows even when no longer readable otherwise) and
+    given the next version: same plaintext; the caller's write keeps ``updated_at``.
     """
     spec: RowIntegrity = model.row_integrity  # type: ignore[attr-defined]
     fields = encrypted_fields(model)
     mac_key = keyring.mac_keys(MAC_PURPOSE)[0].key_id
-    manager = model._base_manager
-    changed = 0
+    rows = []
     for obj in _load_for_upgrade(model, pks):
         data = obj.__dict__
         stale = not data[spec.version] or seal_key_id(data[spec.seal]) != mac_key
@@ -316,9 +316,8 @@ def upgrade_rows(model: type[models.Model], pks: list[Any], field_header: bytes)
         bind_version(model, data, int(data[spec.version]) + 1)
         values = {f.attname: f.pre_save(obj, False) for f in fields}
         values.update({spec.version: data[spec.version], spec.seal: data[spec.seal]})
-        manager.filter(pk=obj.pk).update(**values)
-        changed += 1
-    return changed
+        rows.append((obj.pk, values))
+    return rows
 
 
 def _header_of(field: EncryptedMixin, token: Any) -> bytes:

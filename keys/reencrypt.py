@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ from keys import envelope
 from keys.conf import keys_settings
 from keys.exceptions import KeysError
 from keys.fields import INDEX_PREFIX_SIZE, EncryptedMixin, encrypted_fields
-from keys.integrity import has_row_integrity, upgrade_rows
+from keys.integrity import has_row_integrity, resealed_rows
 from keys.keyring import keyring
 from keys.models import DataKey, ReencryptionJob
 from keys.signals import key_event
@@ -176,6 +177,73 @@ def _job_for(
     return ReencryptionJob.objects.create(purpose=purpose, model=label, target_key_id=target_id, rows_total=total)
 
 
+# Row-level security collapses the planner's row estimates for the job's statements (its
+# policies' claims are InitPlan parameters it cannot see through: "7 rows" of a million). With
+# them, PostgreSQL plans the keyset read as a sort of a whole-table scan, and the batch UPDATE
+# as a nested loop that rescans the batch for every row, or a sequential scan of the table:
+# both cost O(table) per batch. Within each batch transaction (SET LOCAL), the job's
+# statements are planned as index lookups instead, whatever the estimates say: the read walks
+# the primary-key index in order; the UPDATE finds the batch's rows through the primary key
+# (``= ANY(ids)``) and hash-joins them to the batch's values. (Without the hash join, a
+# nested loop would compare every row with every value: O(batch^2), seconds per batch.)
+INDEX_LOOKUPS = {"enable_seqscan": "off", "enable_bitmapscan": "off", "enable_nestloop": "off"}
+
+
+def batch_statements(model: type[models.Model], fields: list[EncryptedMixin]) -> tuple[str, str, str]:
+    """The job's three statements for ``model``: the keyset read of a batch (locking its rows),
+    the batch UPDATE of its encrypted columns, and — for sealed models — the batch UPDATE of
+    the encrypted columns, row version and row seal (empty otherwise). An UPDATE takes one
+    array per column, the primary keys first, and the primary keys once more at the end."""
+
+    def qn(name: str | None) -> str:
+        return str(connection.ops.quote_name(str(name)))
+
+    table, pk = qn(model._meta.db_table), qn(model._meta.pk.column)
+    columns = ", ".join(qn(f.column) for f in fields)
+    select = f"SELECT {pk}, {columns} FROM {table} WHERE {pk} > %s ORDER BY {pk} LIMIT %s FOR UPDATE"  # noqa: S608
+
+    def update(targets: list[tuple[str, str]]) -> str:
+        assignments = ", ".join(f"{column} = v.c{i}" for i, (column, _) in enumerate(targets))
+        casts = ", ".join(["%s::uuid[]"] + [f"%s::{cast}[]" for _, cast in targets])
+        names = ", ".join(["id"] + [f"c{i}" for i in range(len(targets))])
+        return (
+            f"UPDATE {table} AS t SET {assignments} FROM unnest({casts}) AS v({names}) "  # noqa: S608 - quoted names
+            f"WHERE t.{pk} = v.id AND t.{pk} = ANY(%s::uuid[])"
+        )
+
+    values = [(qn(f.column), "bytea") for f in fields]
+    sealed = ""
+    if has_row_integrity(model):
+        spec = model.row_integrity  # type: ignore[attr-defined]
+        sealed = update([*values, (qn(spec.version), "bigint"), (qn(spec.seal), "bytea")])
+    return select, update(values), sealed
+
+
+@contextmanager
+def planned_as_index_lookups(*, restore: bool = True) -> Iterator[None]:
+    """Plan the statements inside as index lookups (INDEX_LOOKUPS) for the current transaction.
+
+    Transaction-local (``set_config(..., true)``). With ``restore``, the previous settings come
+    back on the way out too: inside an outer transaction (a caller's ``atomic``, a test) a batch
+    is only a savepoint, and the settings must not outlive it (an error rolls them back with
+    the savepoint). One statement each way: a batch is a few statements only."""
+    names = list(INDEX_LOOKUPS)
+    with connection.cursor() as cursor:
+        # The target list is evaluated in order: the current values are read before the change.
+        cursor.execute(
+            "SELECT " + ", ".join(["current_setting(%s)"] * len(names) + ["set_config(%s, %s, true)"] * len(names)),
+            [*names, *(value for name in names for value in (name, INDEX_LOOKUPS[name]))],
+        )
+        before = cursor.fetchone()[: len(names)]
+    yield
+    if restore and names:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names)),
+                [value for name, old in zip(names, before, strict=True) for value in (name, old)],
+            )
+
+
 def _run_job(
     job: ReencryptionJob,
     model: type[models.Model],
@@ -186,45 +254,24 @@ def _run_job(
     budget: int | None,
     system_scope: Callable[[str], Any],
 ) -> int | None:
-    def qn(name: str | None) -> str:
-        return str(connection.ops.quote_name(str(name)))
-
-    table, pk = qn(model._meta.db_table), qn(model._meta.pk.column)
-    columns = ", ".join(qn(f.column) for f in fields)
-    select = f"SELECT {pk}, {columns} FROM {table} WHERE {pk} > %s ORDER BY {pk} LIMIT %s FOR UPDATE"  # noqa: S608
-    assignments = ", ".join(f"{qn(f.column)} = v.c{i}" for i, f in enumerate(fields))
-    casts = ", ".join(["%s::uuid[]"] + ["%s::bytea[]"] * len(fields))
-    names = ", ".join(["id"] + [f"c{i}" for i in range(len(fields))])
-    update = (
-        f"UPDATE {table} AS t SET {assignments} FROM unnest({casts}) AS v({names}) "  # noqa: S608 - quoted names
-        f"WHERE t.{pk} = v.id"
-    )
+    statements = batch_statements(model, fields)
+    long_transaction = keys_settings.LONG_TRANSACTION
+    nested = connection.in_atomic_block  # then each batch is a savepoint: its settings must not leak
     started = time.monotonic()
     done_at_start = job.rows_done
     while budget is None or budget > 0:
-        with system_scope("re-encryption batch"), transaction.atomic():
+        with system_scope("re-encryption batch"), transaction.atomic(), long_transaction():
             if not _still_current(job):
                 break
-            with connection.cursor() as cursor:
-                cursor.execute(select, [job.last_pk or uuid.UUID(int=0), batch])
-                rows = cursor.fetchall()
+            with planned_as_index_lookups(restore=nested):
+                rows, changed, unreadable = _process_batch(job, model, fields, targets, batch, statements)
             if not rows:
                 job.status, job.finished_at = ReencryptionJob.Status.DONE, timezone.now()
                 job.save(update_fields=["status", "finished_at", "updated_at"])
                 break
-            unreadable = _Count()
-            sealed = _upgrade_sealed(model, rows, targets)  # None unless the model has row integrity
-            changed = (
-                _reencrypt_rows(rows, fields, targets, model._meta.pk.attname, unreadable) if sealed is None else []
-            )
-            if changed:
-                params: list[Any] = [[row[0] for row in changed]]
-                params += [[row[i + 1] for row in changed] for i in range(len(fields))]
-                with connection.cursor() as cursor:
-                    cursor.execute(update, params)
             job.last_pk = rows[-1][0]
             job.rows_done += len(rows)
-            job.rows_changed += len(changed) if sealed is None else sealed
+            job.rows_changed += changed
             job.values_unreadable += unreadable.n
             job.save(update_fields=["last_pk", "rows_done", "rows_changed", "values_unreadable", "updated_at"])
         if budget is not None:
@@ -233,6 +280,37 @@ def _run_job(
             elapsed = time.monotonic() - started
             progress(job, (job.rows_done - done_at_start) / elapsed if elapsed > 0 else 0.0)
     return budget
+
+
+def _process_batch(
+    job: ReencryptionJob,
+    model: type[models.Model],
+    fields: list[EncryptedMixin],
+    targets: _Targets,
+    batch: int,
+    statements: tuple[str, str, str],
+) -> tuple[list[tuple[Any, ...]], int, _Count]:
+    """Lock and read the next batch after the checkpoint, write its re-encrypted rows back:
+    (the rows read, how many changed, the values left under a destroyed key)."""
+    select, update, update_sealed = statements
+    with connection.cursor() as cursor:
+        cursor.execute(select, [job.last_pk or uuid.UUID(int=0), batch])
+        rows = cursor.fetchall()
+    unreadable = _Count()
+    if not rows:
+        return rows, 0, unreadable
+    if update_sealed:
+        changed = _upgrade_sealed(model, rows, targets)
+        statement = update_sealed
+    else:
+        changed = _reencrypt_rows(rows, fields, targets, model._meta.pk.attname, unreadable)
+        statement = update
+    if changed:
+        params: list[Any] = [[row[i] for row in changed] for i in range(len(changed[0]))]
+        params.append(params[0])
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+    return rows, len(changed), unreadable
 
 
 def _still_current(job: ReencryptionJob) -> bool:
@@ -270,12 +348,16 @@ class _Count:
         self.n = 0
 
 
-def _upgrade_sealed(model: type[models.Model], rows: list[tuple[Any, ...]], targets: _Targets) -> int | None:
-    """Sealed models (keys.integrity) re-seal their rows themselves — values, version and row
-    seal together, legacy rows upgraded — in this batch's transaction; the count changed."""
-    if not has_row_integrity(model):
-        return None
-    return upgrade_rows(model, [row[0] for row in rows], targets.field_header)
+def _upgrade_sealed(model: type[models.Model], rows: list[tuple[Any, ...]], targets: _Targets) -> list[list[Any]]:
+    """Sealed models (keys.integrity) re-seal their rows — values, version and row seal
+    together, legacy rows upgraded — for this batch's locked rows: ``[pk, *values, version,
+    seal]`` per row that needs it, in the order of the sealed UPDATE's columns."""
+    spec = model.row_integrity  # type: ignore[attr-defined]
+    names = [f.attname for f in encrypted_fields(model)] + [spec.version, spec.seal]
+    return [
+        [pk, *(values[name] for name in names)]
+        for pk, values in resealed_rows(model, [row[0] for row in rows], targets.field_header)
+    ]
 
 
 def _reencrypt_rows(

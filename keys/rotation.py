@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from keys.conf import keys_settings
 from keys.exceptions import KeysError
-from keys.fields import INDEX_PREFIX_SIZE, encrypted_fields
+from keys.fields import INDEX_PREFIX_SIZE, EncryptedMixin, encrypted_fields
 from keys.keyring import _unwrap, keyring
 from keys.models import DataKey, SubjectKey
 from keys.providers import reset_provider
@@ -211,7 +211,7 @@ def usage_countable(purpose: str) -> bool:
 
 
 def count_key_usage(datakey: DataKey) -> dict[str, int]:
-    """How many stored values still use ``datakey``, per ``app.Model.field`` (a full scan).
+    """How many stored values still use ``datakey``, per ``app.Model.field`` (one scan per table).
 
     Runs in the configured system context: row-level security would otherwise hide rows.
     Raises UncountableUsageError for a purpose whose values are not in encrypted columns
@@ -227,29 +227,39 @@ def count_key_usage(datakey: DataKey) -> dict[str, int]:
         return _count_usage(datakey)
 
 
+def _key_id_offsets(datakey: DataKey, fields: list[EncryptedMixin]) -> list[tuple[EncryptedMixin, int]]:
+    """(field, 1-based offset of the 4-byte key id in its values) for the fields that hold
+    values of ``datakey``'s purpose: index keys prefix searchable values, field keys follow
+    the envelope's version byte (after the blind index in searchable values)."""
+    if datakey.purpose == DataKey.Purpose.INDEX:
+        return [(field, 1) for field in fields if field.search]
+    return [(field, (INDEX_PREFIX_SIZE if field.search else 0) + 2) for field in fields]
+
+
 def _count_usage(datakey: DataKey) -> dict[str, int]:
+    """One scan per table, counting every column at once (``count(*) FILTER``), each in a
+    transaction of its own allowed the long statement timeout (a scan of millions of rows
+    outlasts a request's). The key id sits at a fixed offset, but an index on it could not
+    serve this count: row-level security evaluates its policy before any non-leakproof
+    expression (``substr``), so the planner refuses such an index to the application role."""
     usage: dict[str, int] = {}
     key_bytes = datakey.pk.to_bytes(4, "big")
     for model in apps.get_models():
-        for field in encrypted_fields(model):
-            if datakey.purpose == DataKey.Purpose.INDEX:
-                if not field.search:
-                    continue
-                start = 1
-            elif datakey.purpose == DataKey.Purpose.FIELD:
-                start = (INDEX_PREFIX_SIZE if field.search else 0) + 2
-            else:
-                continue
-            table = connection.ops.quote_name(model._meta.db_table)
-            column = connection.ops.quote_name(str(field.column))
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT count(*) FROM {table} WHERE substr({column}, %s, 4) = %s",  # noqa: S608 - quoted names
-                    [start, key_bytes],
-                )
-                count = int(cursor.fetchone()[0])
+        counted = _key_id_offsets(datakey, encrypted_fields(model))
+        if not counted:
+            continue
+        table = connection.ops.quote_name(model._meta.db_table)
+        filters = ", ".join(
+            f"count(*) FILTER (WHERE substr({connection.ops.quote_name(str(field.column))}, %s, 4) = %s)"
+            for field, _ in counted
+        )
+        params: list[Any] = [value for _, offset in counted for value in (offset, key_bytes)]
+        with transaction.atomic(), keys_settings.LONG_TRANSACTION(), connection.cursor() as cursor:
+            cursor.execute(f"SELECT {filters} FROM {table}", params)  # noqa: S608 - quoted names
+            counts = cursor.fetchone()
+        for (field, _), count in zip(counted, counts, strict=True):
             if count:
-                usage[f"{model._meta.label}.{field.name}"] = count
+                usage[f"{model._meta.label}.{field.name}"] = int(count)
     return usage
 
 

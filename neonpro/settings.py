@@ -279,6 +279,8 @@ NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS = env_list("NEONPRO_AWS_KMS_PREVIOUS_KEY_IDS", 
 NEONPRO_KEYS_SYSTEM_CONTEXT = "neonpro.security.context.system_context"
 # ... and record who ran a `keys` command (--operator/--reason/--ticket) in the audit log.
 NEONPRO_KEYS_OPERATOR_CONTEXT = "neonpro.audit.operator.operator_from_options"
+# Re-encryption batches may run longer than a request (SET LOCAL statement_timeout).
+NEONPRO_KEYS_LONG_TRANSACTION = "neonpro.db.limits.long_statements"
 # Crypto-shredding a patient erases their structured records too (keys shred-patient).
 NEONPRO_KEYS_SUBJECT_ERASER = "patients.erasure.erase_patient_records"
 # Subject-epoch key files (every process must see the same directory): docs/keys.md.

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection, transaction
 
 from neonpro.audit.operator import add_operator_arguments, operator_from_options
+from neonpro.db import limits
 from neonpro.security import db
 
 
@@ -65,12 +67,18 @@ class Command(BaseCommand):
     def handle_roles(self, *, owner: str | None, app: str | None, app_password_file: Path | None, **_: Any) -> None:
         password = app_password_file.read_text().strip() if app_password_file else None
         owner, app = owner or db.owner_role(), app or db.app_role()
+        database = connection.settings_dict["NAME"]
+        role_limits = {name: int(settings.DB_SESSION_LIMITS[name]) for name in limits.ROLE_LIMITS}
         with connection.cursor() as cursor:
-            db.create_roles(
-                cursor, owner=owner, app=app, database=connection.settings_dict["NAME"], app_password=password
-            )
-        self._record("db.roles", owner=owner, app=app, password_set=password is not None)
-        self.stdout.write(f"Roles ready: owner {owner} (runs migrations), application {app} (serves requests).")
+            db.create_roles(cursor, owner=owner, app=app, database=database, app_password=password)
+            limits.set_role_limits(cursor, app=app, owner=owner, database=database, limits=role_limits)
+        per_limit = {f"app_{name}_ms": value for name, value in role_limits.items()}
+        self._record("db.roles", owner=owner, app=app, password_set=password is not None, **per_limit)
+        shown = ", ".join(f"{name} {value} ms" for name, value in role_limits.items())
+        self.stdout.write(
+            f"Roles ready: owner {owner} (runs migrations), application {app} (serves requests; in {database}: "
+            f"{shown}, enforced behind a pooler too)."
+        )
 
     def handle_grant(self, **_: Any) -> None:
         if not db.grant_runtime_privileges():
