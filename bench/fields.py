@@ -148,9 +148,9 @@ def _truncate(model: type[models.Model]) -> None:
 
 def _create_twins() -> None:
     """The plaintext and django-cryptography tables, with patients_patient's policies (as the owner)."""
-    from neonpro.security.rls import SIGNED, phi_policies
+    from neonpro.security.rls import planner_policies
 
-    policies = phi_policies(SIGNED)["patients_patient"]  # today's policies, on the signed identity
+    policies = planner_policies()["patients_patient"]  # today's policies (patients 0007)
     with connection.schema_editor() as editor:
         for model in (PlainPatient, DjCryptoPatient):
             editor.execute(f'DROP TABLE IF EXISTS "{model._meta.db_table}"')
