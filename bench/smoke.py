@@ -22,7 +22,7 @@ HELPERS = {"smoke.py", "benchdb.py"}
 SMOKE_RUNS: dict[str, tuple[list[str], set[str]]] = {
     "fields.py": (
         ["--rows", "200", "--pairs", "1", "--lookup-rows", "500", "--lookup-samples", "20"],
-        {"write_ratio", "read_ratio", "djcrypto_ratio", "lookup_ms_p50"},
+        {"write_ratio", "read_ratio", "djcrypto_ratio", "lookup_ms_p50", "bytes_per_patient_ratio"},
     ),
     "rls.py": (
         ["--smoke", "--pairs", "1", "--iterations", "5", "--list-patients", "3000"],
