@@ -293,17 +293,19 @@ def _rows(app: Production, patient: str) -> int:
     return int(row[0]) if row else 0
 
 
+_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
 def _all_notes(client: Client, path: str) -> list[str]:
-    """The notes of every record the timeline lists (following its pages, if it has them)."""
+    """The notes of every record the timeline lists, following its pages (``Link: rel="next"``)."""
     notes: list[str] = []
+    path += ("&" if "?" in path else "?") + "page_size=200"
     while path:
-        status, _, body = client.api("GET", path)
+        status, headers, body = client.api("GET", path)
         assert status == 200, body[:200]
-        page = json.loads(body)
-        rows = page["results"] if isinstance(page, dict) else page
-        notes += [row["notes"] for row in rows]
-        following = page.get("next") if isinstance(page, dict) else None
-        path = following.split(HOST, 1)[-1] if following else ""
+        notes += [row["notes"] for row in json.loads(body)]
+        following = _NEXT.search(headers.get("Link") or "")
+        path = following[1].split(HOST, 1)[-1] if following else ""
     return notes
 
 
