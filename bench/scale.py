@@ -28,7 +28,9 @@ value) holds the same values, so the storage ratio compares encryption with noth
 
 Figures: ``*_p50_ms`` are medians of ``--samples`` calls, each a whole service call (the
 first page, as a client gets it); ``reencrypt_rows_per_s`` is the rows changed by
-``reencrypt("field")`` after a rotation of the ``field`` key, divided by its wall time;
+``reencrypt("field")`` after a rotation of the ``field`` key, divided by its wall time, and
+``reencrypt_parallel_rows_per_s`` the same for ``manage.py keys reencrypt --parallel
+<--workers>`` (default: the cores) after another rotation, as an operator runs it;
 ``bytes_per_*`` are ``pg_total_relation_size`` (heap, TOAST and indexes) per row after
 ``VACUUM (ANALYZE)``, measured before the re-encryption (whose rewritten rows leave free
 space behind in the files). They mean what they say only on a database seeded by the code
@@ -317,6 +319,35 @@ def _measure_reencrypt() -> dict[str, Any]:
     return {"reencrypt_rows": changed, "reencrypt_seconds": round(seconds, 2), "reencrypt_rows_per_s": rate}
 
 
+def _measure_parallel_reencrypt(workers: int) -> dict[str, Any]:
+    """``manage.py keys reencrypt --parallel N`` as an operator runs it, as neonpro_app."""
+    import subprocess
+
+    from django.db import connection
+
+    from keys.models import ReencryptionJob
+    from keys.rotation import rotate_data_key
+
+    rotate_data_key("field")
+    before = set(ReencryptionJob.objects.values_list("pk", flat=True))
+    server = benchdb.SERVER
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{benchdb.APP_ROLE}@{server['host']}:{server['port']}/{server['dbname']}",
+    }
+    command = [sys.executable, str(ROOT / "manage.py"), "keys", "reencrypt", "--parallel", str(workers)]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"keys reencrypt --parallel {workers} failed:\n{done.stderr[-3000:]}")
+    connection.close()
+    changed = sum(job.rows_changed for job in ReencryptionJob.objects.exclude(pk__in=before))
+    rate = round(changed / seconds, 1) if seconds else 0.0
+    _log(f"  re-encryption, {workers} processes: {changed:,} rows in {seconds:.1f} s ({rate:,.0f} rows/s)")
+    return {"reencrypt_parallel_workers": workers, "reencrypt_parallel_rows_per_s": rate}
+
+
 def _storage(plan: Plan) -> dict[str, Any]:
     with benchdb.owner() as conn:
         conn.execute("VACUUM (ANALYZE)")
@@ -343,6 +374,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--no-reencrypt", action="store_true", help="skip the re-encryption measurement")
     parser.add_argument("--reseed", action="store_true", help="drop and reseed the bench database")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes of `keys reencrypt --parallel` (cores)"
+    )
     args = parser.parse_args()
     if args.patients < 2 or args.records < 1:
         parser.error("--patients must be at least 2 and --records at least 1")
@@ -373,6 +407,7 @@ def main() -> None:
     figures.update(_storage(plan))
     if not args.no_reencrypt:
         figures.update(_measure_reencrypt())
+        figures.update(_measure_parallel_reencrypt(args.workers))
     print(json.dumps(figures))
 
 

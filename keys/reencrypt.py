@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -87,17 +87,55 @@ def _stale(field: EncryptedMixin, token: bytes, targets: _Targets) -> bool:
     return token[: envelope.HEADER_SIZE] != targets.field_header
 
 
+def select_models(
+    purpose: str, labels: Collection[str] | None
+) -> list[tuple[type[models.Model], list[EncryptedMixin]]]:
+    """:func:`models_to_reencrypt`, only those named in ``labels`` (``app_label.Model``, any case)
+    when given. Raises KeysError for a label that holds no values of ``purpose``."""
+    found = models_to_reencrypt(purpose)
+    if labels is None:
+        return found
+    wanted = {label.lower() for label in labels}
+    unknown = wanted - {model._meta.label_lower for model, _ in found}
+    if unknown:
+        known = ", ".join(model._meta.label for model, _ in found)
+        raise KeysError(f"no {purpose} values to re-encrypt in {', '.join(sorted(unknown))}; models: {known}")
+    return [(model, fields) for model, fields in found if model._meta.label_lower in wanted]
+
+
+def parallel_groups(purpose: str, workers: int, labels: Collection[str] | None = None) -> list[list[str]]:
+    """The models of ``purpose`` split into at most ``workers`` groups of about equal size (by
+    the planner's row estimate, no scan): one ``reencrypt(labels=group)`` process per group
+    keeps every core busy, each job in one process only."""
+    if workers < 1:
+        raise KeysError("--parallel must be at least 1")
+    sizes = []
+    with connection.cursor() as cursor:
+        for model, _ in select_models(purpose, labels):
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
+            row = cursor.fetchone()
+            sizes.append((max(float(row[0]) if row else 0.0, 0.0), model._meta.label))
+    groups: list[tuple[float, list[str]]] = [(0.0, []) for _ in range(min(workers, len(sizes)))]
+    for size, label in sorted(sizes, reverse=True):  # largest first, each onto the lightest group
+        total, members = min(groups, key=lambda group: group[0])
+        groups[groups.index((total, members))] = (total + size, [*members, label])
+    return [members for _, members in groups]
+
+
 def reencrypt(
     purpose: str = "field",
     *,
     batch: int = 500,
     progress: Progress | None = None,
     max_batches: int | None = None,
+    labels: Collection[str] | None = None,
 ) -> list[ReencryptionJob]:
     """Re-encrypt every value not under the active keys; resume unfinished jobs.
 
     ``max_batches`` stops early (throttled runs, tests); the job stays ``running`` and the
-    next call resumes it. Raises KeysError for an unknown purpose or batch size.
+    next call resumes it. ``labels`` (``app_label.Model``) limits the run to those models: each model has
+    its own job, so runs over disjoint sets of models may go in parallel (``keys reencrypt
+    --parallel``). Raises KeysError for an unknown purpose, model or batch size.
     """
     system_scope = keys_settings.SYSTEM_CONTEXT
     if connection.vendor != "postgresql":
@@ -108,6 +146,7 @@ def reencrypt(
         raise KeysError(f"re-encryption is for 'field' or 'index' values, not {purpose!r}")
     if not 1 <= batch <= 10_000:
         raise KeysError("batch must be between 1 and 10000 rows")
+    chosen = select_models(purpose, labels)
     with system_scope("re-encryption: find the active keys"):
         targets = _targets()
     # A job is bound to the key of its purpose: a newer rotation of that key supersedes it.
@@ -116,7 +155,7 @@ def reencrypt(
         __name__, action="key.reencrypt_start", outcome="success", key_id=target_id, purpose=purpose, details={}
     )
     jobs, budget = [], max_batches
-    for model, fields in models_to_reencrypt(purpose):
+    for model, fields in chosen:
         job = _job_for(purpose, model, target_id, system_scope)
         jobs.append(job)
         try:

@@ -39,6 +39,10 @@ class Command(BaseCommand):
         again = sub.add_parser("reencrypt", help="Move every value onto the active keys (resumable).")
         again.add_argument("--purpose", choices=["field", "index"], default="field")
         again.add_argument("--batch", type=int, default=500)
+        again.add_argument("--models", help="only these models (app_label.Model, comma-separated); default: every one")
+        again.add_argument(
+            "--parallel", type=int, default=1, metavar="N", help="N processes, each on its own models (N = cores)"
+        )
         usage = sub.add_parser("usage", help="Count the stored values under a data key.")
         usage.add_argument("key_id", type=int)
         retire = sub.add_parser("retire", help="Retire a decrypt-only key no value uses any more.")
@@ -166,10 +170,14 @@ class Command(BaseCommand):
         self.stdout.write(f"Rewrapped {count} keys under master key {target.current_key_id}.")
         self.stdout.write(f"Keep {hint} once `keys verify` passes (docs/keys.md, step 3).")
 
-    def handle_reencrypt(self, *, purpose: str, batch: int, **options: Any) -> None:
-        from keys.reencrypt import reencrypt
+    def handle_reencrypt(self, *, purpose: str, batch: int, models: str | None, parallel: int, **options: Any) -> None:
+        from keys.reencrypt import parallel_groups, reencrypt
 
-        jobs = reencrypt(purpose, batch=batch, progress=self._progress)
+        labels = [label.strip() for label in models.split(",") if label.strip()] if models else None
+        if parallel != 1:
+            self._reencrypt_in_parallel(purpose, batch, parallel_groups(purpose, parallel, labels))
+            return
+        jobs = reencrypt(purpose, batch=batch, progress=self._progress, labels=labels)
         sys.stderr.write("\n")
         for job in jobs:
             lost = f", {job.values_unreadable} under destroyed keys skipped" if job.values_unreadable else ""
@@ -180,13 +188,39 @@ class Command(BaseCommand):
         if stopped:
             raise CommandError(f"{stopped[0].model}: {stopped[0].error}; run `keys reencrypt` again if needed")
 
+    def _reencrypt_in_parallel(self, purpose: str, batch: int, groups: list[list[str]]) -> None:
+        """One child ``keys reencrypt --models …`` per group, run at once; each prints its own
+        lines (progress as whole lines, prefixed by its models)."""
+        import os
+        import subprocess
+
+        env = {**os.environ, "NEONPRO_KEYS_PROGRESS_LINES": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+        children: list[tuple[list[str], subprocess.Popen[bytes]]] = []
+        for group in groups:
+            command = [sys.executable, "-m", "django", "keys", "reencrypt", "--purpose", purpose]
+            command += ["--batch", str(batch), "--models", ",".join(group)]
+            self.stdout.write(f"Re-encrypting {', '.join(group)} in process {len(children) + 1} of {len(groups)}.")
+            children.append((group, subprocess.Popen(command, env=env)))  # noqa: S603 - our own command
+        failed = [group for group, child in children if child.wait() != 0]
+        if failed:
+            names = "; ".join(", ".join(group) for group in failed)
+            raise CommandError(f"re-encryption of {names} did not finish; run `keys reencrypt` again to resume")
+
     def _progress(self, job: ReencryptionJob, rate: float) -> None:
+        import os
+        import time
+
         remaining = max(job.rows_total - job.rows_done, 0)
         eta = f"{remaining / rate:,.0f}s" if rate > 0 else "?"
-        sys.stderr.write(
-            f"\r{job.model}: {job.rows_done:,}/{job.rows_total:,} rows ({job.percent:5.1f}%), "
-            f"{rate:,.0f} rows/s, ETA {eta}   "
-        )
+        done = f"{job.rows_done:,}/{job.rows_total:,} rows ({job.percent:5.1f}%)"
+        line = f"{job.model}: {done}, {rate:,.0f} rows/s, ETA {eta}"
+        if os.environ.get("NEONPRO_KEYS_PROGRESS_LINES"):  # beside other processes: whole lines, every 5 s
+            now = time.monotonic()
+            if now - getattr(self, "_last_line", 0.0) >= 5 or not remaining:
+                self._last_line = now
+                sys.stderr.write(line + "\n")
+        else:
+            sys.stderr.write(f"\r{line}   ")
         sys.stderr.flush()
 
     def handle_usage(self, *, key_id: int, **options: Any) -> None:
