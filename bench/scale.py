@@ -374,6 +374,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--no-reencrypt", action="store_true", help="skip the re-encryption measurement")
     parser.add_argument("--reseed", action="store_true", help="drop and reseed the bench database")
+    parser.add_argument("--parallel-only", action="store_true", help="measure only `keys reencrypt --parallel`")
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="processes of `keys reencrypt --parallel` (cores)"
     )
@@ -406,7 +407,8 @@ def main() -> None:
     # files (reusable, not returned), which would be counted as if encryption cost it.
     figures.update(_storage(plan))
     if not args.no_reencrypt:
-        figures.update(_measure_reencrypt())
+        if not args.parallel_only:
+            figures.update(_measure_reencrypt())
         figures.update(_measure_parallel_reencrypt(args.workers))
     print(json.dumps(figures))
 
