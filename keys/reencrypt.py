@@ -115,11 +115,13 @@ def parallel_groups(purpose: str, workers: int, labels: Collection[str] | None =
             cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
             row = cursor.fetchone()
             sizes.append((max(float(row[0]) if row else 0.0, 0.0), model._meta.label))
-    groups: list[tuple[float, list[str]]] = [(0.0, []) for _ in range(min(workers, len(sizes)))]
+    totals = [0.0] * min(workers, len(sizes))
+    groups: list[list[str]] = [[] for _ in totals]
     for size, label in sorted(sizes, reverse=True):  # largest first, each onto the lightest group
-        total, members = min(groups, key=lambda group: group[0])
-        groups[groups.index((total, members))] = (total + size, [*members, label])
-    return [members for _, members in groups]
+        lightest = min(range(len(totals)), key=lambda i: (totals[i], len(groups[i])))
+        totals[lightest] += size
+        groups[lightest].append(label)
+    return groups
 
 
 def reencrypt(
@@ -225,7 +227,14 @@ def _job_for(
 # the primary-key index in order; the UPDATE finds the batch's rows through the primary key
 # (``= ANY(ids)``) and hash-joins them to the batch's values. (Without the hash join, a
 # nested loop would compare every row with every value: O(batch^2), seconds per batch.)
-INDEX_LOOKUPS = {"enable_seqscan": "off", "enable_bitmapscan": "off", "enable_nestloop": "off"}
+# Sorting is off too: a keyset index that ends in the primary key (patients' created_at, id)
+# would otherwise be scanned for the ``id > x`` condition and its rows sorted by id.
+INDEX_LOOKUPS = {
+    "enable_seqscan": "off",
+    "enable_bitmapscan": "off",
+    "enable_nestloop": "off",
+    "enable_sort": "off",
+}
 
 
 def batch_statements(model: type[models.Model], fields: list[EncryptedMixin]) -> tuple[str, str, str]:

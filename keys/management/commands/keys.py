@@ -173,7 +173,9 @@ class Command(BaseCommand):
     def handle_reencrypt(self, *, purpose: str, batch: int, models: str | None, parallel: int, **options: Any) -> None:
         from keys.reencrypt import parallel_groups, reencrypt
 
-        labels = [label.strip() for label in models.split(",") if label.strip()] if models else None
+        labels = None if models is None else [label.strip() for label in models.split(",") if label.strip()]
+        if labels == []:
+            raise CommandError("--models names no model: give app_label.Model labels, comma-separated")
         if parallel != 1:
             self._reencrypt_in_parallel(purpose, batch, parallel_groups(purpose, parallel, labels))
             return
