@@ -15,15 +15,16 @@ import pytest
 from django.db import connection
 
 from keys.exceptions import KeysError
-from tests.conftest import APP_ROLE, in_thread
+from tests.conftest import APP_ROLE, in_thread, superuser_dsn
 from tests.keys.test_reencrypt_online import BASE_DIR, _env
 
 pytestmark = pytest.mark.django_db
 ROWS = 400
 
 
-def _seed(tag: str) -> int:
-    """Commit ROWS patients with a record each, then rotate the field key; the old key's id."""
+def _seed(tag: str) -> tuple[int, str]:
+    """Commit ROWS patients with a record each, then rotate the field key; the old key's id
+    and the records' author (to remove them afterwards)."""
     from django.contrib.auth.hashers import make_password
 
     from keys.keyring import keyring
@@ -46,7 +47,20 @@ def _seed(tag: str) -> int:
         )
         old = DataKey.objects.get(purpose="field", status="active").pk
         rotate_data_key("field")
-    return int(old)
+    return int(old), str(doctor.pk)
+
+
+def _remove(doctor: str) -> None:
+    """The committed records and their patients go again (other tests count records)."""
+    with psycopg.connect(superuser_dsn(connection.settings_dict["NAME"]), autocommit=True) as conn:
+        patients = [
+            row[0]
+            for row in conn.execute(
+                "SELECT patient_id FROM records_medicalrecord WHERE provider_id = %s", [doctor]
+            ).fetchall()
+        ]
+        conn.execute("DELETE FROM records_medicalrecord WHERE provider_id = %s", [doctor])
+        conn.execute("DELETE FROM patients_patient WHERE id = ANY(%s)", [patients])
 
 
 def _usage(old_key: int) -> dict[str, int]:
@@ -72,12 +86,16 @@ def _latest_jobs() -> dict[str, str]:
 
 
 def test_parallel_processes_share_the_models_and_leave_nothing_under_the_old_key(tmp_path: Path) -> None:
-    old_key = in_thread(_seed, f"PAR-{uuid.uuid4().hex[:6]}")
+    old_key, doctor = in_thread(_seed, f"PAR-{uuid.uuid4().hex[:6]}")
     command = [sys.executable, str(BASE_DIR / "manage.py"), "keys", "reencrypt", "--parallel", "2", "--batch", "100"]
 
-    done = subprocess.run(
-        command, env=_env(tmp_path), cwd=BASE_DIR, capture_output=True, text=True, timeout=600, check=False
-    )
+    try:
+        done = subprocess.run(
+            command, env=_env(tmp_path), cwd=BASE_DIR, capture_output=True, text=True, timeout=600, check=False
+        )
+        usage = in_thread(_usage, old_key)
+    finally:
+        _remove(doctor)
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "in process 1 of 2" in done.stdout and "in process 2 of 2" in done.stdout
@@ -85,7 +103,7 @@ def test_parallel_processes_share_the_models_and_leave_nothing_under_the_old_key
     assert "\r" not in done.stderr and "rows/s" in done.stderr, "progress as whole lines beside each other"
     jobs = _latest_jobs()
     assert jobs["patients.Patient"] == "done" and jobs["records.MedicalRecord"] == "done"
-    assert in_thread(_usage, old_key) == {}, "no value left under the old key"
+    assert usage == {}, "no value left under the old key"
 
 
 def test_groups_balance_the_biggest_tables_and_refuse_nonsense() -> None:
