@@ -19,7 +19,7 @@ from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from neonpro.accounts.models import User
 from neonpro.audit.services import record_event
@@ -40,6 +40,13 @@ TRACKED = (
 PROFILE = ("username", "email", "first_name", "last_name", "must_change_password")
 _BEFORE = "_audit_before"
 _via: contextvars.ContextVar[str] = contextvars.ContextVar("neonpro_account_change_via", default="")
+
+# Sent when what proves who a user is changes: password set, MFA device added, replaced or
+# removed, recovery codes regenerated, account deactivated. Arguments: ``user`` (the User),
+# ``reason`` (a short code such as "password_change", "mfa_change", "deactivated") and
+# ``keep_session_key`` (the session that made the change, kept alive; None ends them all).
+# The session store (neonpro.accounts.sessions) ends the user's sessions server-side on it.
+credentials_changed = Signal()
 
 
 @contextmanager
