@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from rest_framework import status
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 
 from neonpro.security.access import get_visible
 from neonpro.security.api import HasCareRole, IsClinician, identity_of
+from neonpro.security.error_body import error_body
 from neonpro.security.pagination import page_request, paged_response
 from patients import break_glass, services
 from patients.models import Patient
@@ -35,7 +37,7 @@ class PatientListView(APIView):
     def post(self, request: Request) -> Response:
         identity = identity_of(request)
         if identity.role != "clinician":
-            return Response({"detail": "Only clinicians register patients."}, status=status.HTTP_403_FORBIDDEN)
+            raise PermissionDenied("Only clinicians register patients.")
         serializer = PatientCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         patient = services.register_patient(by=identity, **serializer.validated_data)
@@ -91,11 +93,13 @@ class EmergencyAccessView(APIView):
         except break_glass.EmergencyAccessLimitError as refused:
             if refused.retry_after is not None:
                 return Response(
-                    {"detail": str(refused)},
+                    error_body("break_glass_limit", str(refused)),
                     status=status.HTTP_429_TOO_MANY_REQUESTS,
                     headers={"Retry-After": str(refused.retry_after)},
                 )
-            return Response({"detail": str(refused), "expires_at": refused.expires_at}, status=status.HTTP_409_CONFLICT)
+            until = serializers.DateTimeField().to_representation(refused.expires_at)
+            message = f"{refused} It lasts until {until}."
+            return Response(error_body("already_granted", message), status=status.HTTP_409_CONFLICT)
         body: dict[str, Any] = {
             "grant": str(grant.pk),
             "patient": str(grant.patient_id),

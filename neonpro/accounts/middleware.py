@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from neonpro.security.error_body import error_response
 from neonpro.security.errors import is_api
 
 
@@ -27,8 +28,7 @@ class PasswordChangeRequiredMiddleware:
             static = "/" + settings.STATIC_URL.lstrip("/")
             if request.path not in allowed and not request.path.startswith(static):
                 if is_api(request):
-                    return JsonResponse(
-                        {"detail": f"Choose a new password first ({change}): yours is a temporary one."}, status=403
-                    )
+                    message = f"Choose a new password first ({change}): yours is a temporary one."
+                    return error_response("password_change_required", message, 403)
                 return redirect(change)
         return self.get_response(request)

@@ -29,6 +29,7 @@ from typing import Any
 from django.conf import settings
 
 from neonpro.accounts.hashing import concurrency as hashing_concurrency
+from neonpro.security.error_body import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def busy_response(
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """The 503 of a request that could not be admitted (or of a database that is not there)."""
     if path.startswith("/api/"):
-        body, content_type = json.dumps({"detail": detail}).encode(), b"application/json"
+        body, content_type = json.dumps(error_body("service_unavailable", detail)).encode(), b"application/json"
     else:
         page = f"<!doctype html><title>Busy</title><h1>Service busy</h1><p>{detail}</p>"
         body, content_type = page.encode(), b"text/html; charset=utf-8"

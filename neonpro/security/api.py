@@ -13,8 +13,16 @@ from typing import Any
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
 from rest_framework import permissions, status
-from rest_framework.exceptions import NotAuthenticated, ParseError, PermissionDenied
+from rest_framework.exceptions import (
+    APIException,
+    NotAuthenticated,
+    NotFound,
+    ParseError,
+    PermissionDenied,
+    ValidationError,
+)
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +30,7 @@ from rest_framework.response import Response
 from keys.exceptions import ProviderError, RowIntegrityError, StaleRowError
 from neonpro.audit.services import AuditUnavailableError, record_event
 from neonpro.security.context import Identity, current_identity
+from neonpro.security.error_body import error_body, validation_body
 from neonpro.security.unavailable import RETRY_AFTER_SECONDS, infrastructure_reason
 
 logger = logging.getLogger(__name__)
@@ -35,31 +44,50 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, PermissionDenied | DjangoPermissionDenied | NotAuthenticated):
         _audit_refusal(context)
     if isinstance(exc, ObjectDoesNotExist):
-        return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, DjangoValidationError):
-        body = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        return Response(validation_body(detail), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, StaleRowError):
-        return Response({"detail": "The record changed meanwhile; reload it and try again."}, status=409)
+        message = "The record changed meanwhile; reload it and try again."
+        return Response(error_body("conflict", message), status=409)
     if isinstance(exc, RowIntegrityError):  # already audited where it was detected
         logger.error("row integrity check failed: %s", exc)
-        return Response({"detail": "This record failed its integrity check; the incident was recorded."}, status=500)
+        message = "This record failed its integrity check; the incident was recorded."
+        return Response(error_body("integrity_failed", message), status=500)
     if isinstance(exc, AuditUnavailableError):
         set_rollback()
-        detail = "The audit log is unavailable, so this request was refused; try again shortly."
-        return Response({"detail": detail}, status=503, headers={"Retry-After": "30"})
+        message = "The audit log is unavailable, so this request was refused; try again shortly."
+        return Response(error_body("audit_unavailable", message), status=503, headers={"Retry-After": "30"})
     if isinstance(exc, ProviderError):
         set_rollback()
         logger.error("key provider unavailable: %s", type(exc).__name__)
-        detail = "Encryption service unavailable; try again shortly."
-        return Response({"detail": detail}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        message = "Encryption service unavailable; try again shortly."
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return Response(error_body("service_unavailable", message), status=503, headers=headers)
     reason = infrastructure_reason(exc)
     if reason is not None:
         set_rollback()
         logger.error("service unavailable: %s", reason)
-        detail = f"Service temporarily unavailable: {reason}. Try again shortly."
-        return Response({"detail": detail}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-    return drf_exception_handler(exc, context)
+        message = f"Service temporarily unavailable: {reason}. Try again shortly."
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return Response(error_body("service_unavailable", message), status=503, headers=headers)
+    if isinstance(exc, Http404):
+        exc = NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, APIException):
+        response.data = _api_exception_body(exc)
+    return response
+
+
+def _api_exception_body(exc: APIException) -> dict[str, Any]:
+    if isinstance(exc, ValidationError):
+        return validation_body(exc.detail)
+    codes = exc.get_codes()
+    code = codes if isinstance(codes, str) else exc.default_code
+    return error_body(str(code), str(exc.detail))
 
 
 def _audit_refusal(context: dict[str, Any]) -> None:

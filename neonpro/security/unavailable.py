@@ -16,6 +16,8 @@ import logging
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from neonpro.security.error_body import error_body
+
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
@@ -86,7 +88,7 @@ def unavailable_response(request: HttpRequest, reason: str) -> HttpResponse:
         detail = "Encryption service unavailable; try again shortly."
     response: HttpResponse
     if request.path.startswith("/api/"):
-        response = JsonResponse({"detail": detail}, status=503)
+        response = JsonResponse(error_body("service_unavailable", detail), status=503)
     else:
         page = f"<!doctype html><title>Unavailable</title><h1>Temporarily unavailable</h1><p>{detail}</p>"
         response = HttpResponse(page, status=503)

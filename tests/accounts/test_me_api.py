@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from tests.errors import error_code
+
 pytestmark = pytest.mark.django_db
 
 
@@ -22,4 +24,4 @@ def test_me_is_the_callers_id_and_role(api: Any, world: Any, who: str) -> None:
 def test_me_needs_a_session(api: Any) -> None:
     answer = api(None).get("/api/v1/me/")
 
-    assert answer.status_code == 403 and "detail" in answer.json()
+    assert answer.status_code == 403 and error_code(answer) == "not_authenticated"

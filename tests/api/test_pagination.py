@@ -25,6 +25,7 @@ from neonpro.security.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from patients.models import CareTeamMembership, Patient
 from records.models import Appointment, MedicalRecord
 from tests.api.conftest import audit_events
+from tests.errors import error_fields
 
 pytestmark = pytest.mark.django_db
 REASON = "Patient arrived unconscious; no care-team clinician on site."
@@ -219,7 +220,7 @@ def test_appointments_walk_earliest_first_per_patient_and_per_provider(api, worl
 def test_appointment_filters_are_validated_and_scoped(api, world) -> None:  # type: ignore[no-untyped-def]
     client = api(world.doctor)
     bad = client.get("/api/v1/appointments/?provider=not-a-uuid")
-    assert bad.status_code == 400 and "provider" in bad.json()
+    assert bad.status_code == 400 and "provider" in error_fields(bad)
     assert client.get(f"/api/v1/appointments/?patient={world.bob.pk}").status_code == 404
     assert client.get(f"/api/v1/appointments/?patient={uuid.uuid4()}").status_code == 404
 
@@ -298,7 +299,7 @@ def test_bad_cursors_get_a_json_400(api, world, user_factory, care_team) -> None
     for case, response in refused.items():
         assert response.status_code == 400, case
         assert response["Content-Type"] == "application/json", case
-        assert response.json() == {
+        assert error_fields(response) == {
             "cursor": ["This cursor is not valid for this list; start again from the first page."]
         }
 
@@ -307,7 +308,7 @@ def test_bad_cursors_get_a_json_400(api, world, user_factory, care_team) -> None
 def test_bad_page_sizes_get_a_json_400(api, world, size) -> None:  # type: ignore[no-untyped-def]
     response = api(world.doctor).get(f"/api/v1/patients/?page_size={size}")
     assert response.status_code == 400
-    assert list(response.json()) == ["page_size"]
+    assert list(error_fields(response)) == ["page_size"]
 
 
 def test_a_cursor_reveals_no_dates_or_ids(api, world) -> None:  # type: ignore[no-untyped-def]
@@ -337,4 +338,4 @@ def test_a_cursor_of_ours_with_another_shape_is_a_400(api, world, values) -> Non
         token = crypto.encrypt(json.dumps(values).encode(), context=context, purpose=CURSOR_PURPOSE)
     cursor = CURSOR_PREFIX + base64.urlsafe_b64encode(token).decode().rstrip("=")
     response = api(world.doctor).get(f"/api/v1/patients/{world.alice.pk}/records/?cursor={cursor}")
-    assert response.status_code == 400 and list(response.json()) == ["cursor"]
+    assert response.status_code == 400 and list(error_fields(response)) == ["cursor"]

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from tests.api.conftest import audit_events
+from tests.errors import error_fields, error_of
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,7 @@ def test_patient_reads_own_record_with_masked_ssn(api, world) -> None:  # type: 
 def test_outsiders_get_404_and_a_denied_audit_event(api, world, who) -> None:  # type: ignore[no-untyped-def]
     response = api(getattr(world, who)).get(url(world.alice))
     assert response.status_code == 404
-    assert response.json() == {"detail": "Not found."}
+    assert error_of(response) == {"code": "not_found", "message": "Not found.", "fields": {}}
     [event] = audit_events(action="patient.read", resource_id=world.alice.pk)
     assert event.outcome == "denied"
 
@@ -83,7 +84,7 @@ def test_search_by_body_finds_without_logging_the_value(api, world, caplog) -> N
 def test_search_rejects_bad_input_clearly(api, world, body, field) -> None:  # type: ignore[no-untyped-def]
     response = api(world.doctor).post("/api/v1/patients/search/", body)
     assert response.status_code == 400
-    assert field in response.json()
+    assert field in error_fields(response)
 
 
 def test_clinician_registers_a_patient_and_joins_the_care_team(api, world) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +111,7 @@ def test_clinician_registers_a_patient_and_joins_the_care_team(api, world) -> No
 def test_registration_validates_and_writes_nothing(api, world, body, field) -> None:  # type: ignore[no-untyped-def]
     response = api(world.doctor).post("/api/v1/patients/", body)
     assert response.status_code == 400
-    assert field in response.json()
+    assert field in error_fields(response)
     assert audit_events(action="patient.create", actor_id=world.doctor.pk) == []
 
 
@@ -125,7 +126,7 @@ def test_patient_updates_contact_details_but_not_identity(api, world) -> None:  
     assert ok.json()["phone"] == "+1 555 999 0000"
     refused = api(world.alice_user).patch(url(world.alice), {"full_name": "Someone Else"})
     assert refused.status_code == 400
-    assert "full_name" in refused.json()
+    assert "full_name" in error_fields(refused)
     assert api(world.alice_user).get(url(world.alice)).json()["full_name"] == "Alice Canary"
     [event] = audit_events(action="patient.update")
     assert event.details == {"fields": ["contact_by_sms", "phone"]}
@@ -138,7 +139,7 @@ def test_patient_updates_contact_details_but_not_identity(api, world) -> None:  
 def test_bad_updates_are_rejected_and_change_nothing(api, world, body, field) -> None:  # type: ignore[no-untyped-def]
     response = api(world.doctor).patch(url(world.alice), body)
     assert response.status_code == 400
-    assert field in response.json()
+    assert field in error_fields(response)
     assert api(world.doctor).get(url(world.alice)).json()["email"] == world.alice.email
 
 
@@ -171,7 +172,11 @@ def test_an_unavailable_key_provider_fails_closed_with_503(api, world, monkeypat
     monkeypatch.setattr(LocalKeyProvider, "unwrap_key", down)
     response = client.get(url(world.alice))
     assert response.status_code == 503
-    assert response.json() == {"detail": "Encryption service unavailable; try again shortly."}
+    assert error_of(response) == {
+        "code": "service_unavailable",
+        "message": "Encryption service unavailable; try again shortly.",
+        "fields": {},
+    }
     assert world.alice.full_name not in response.content.decode()
     # The audit log is keyed (HMAC under the audit key, behind the same provider): with the
     # provider down nothing can be audited either, so nothing was read — no patient.read.

@@ -41,6 +41,7 @@ from neonpro.audit.services import (
 )
 from neonpro.security import views
 from tests.conftest import APP_ROLE
+from tests.errors import error_of
 
 pytestmark = pytest.mark.django_db
 
@@ -283,8 +284,10 @@ def test_a_held_chain_lock_fails_closed_with_a_clear_503_and_says_why(
     assert b"audit log is unavailable" in refused.content
     anonymous_api = client.get("/api/v1/patients/", secure=True)
     assert anonymous_api.status_code == 503
-    assert anonymous_api.json() == {
-        "detail": "The audit log is unavailable, so this request was refused; try again shortly."
+    assert error_of(anonymous_api) == {
+        "code": "audit_unavailable",
+        "message": "The audit log is unavailable, so this request was refused; try again shortly.",
+        "fields": {},
     }
 
     ready = client.get("/readyz", secure=True)

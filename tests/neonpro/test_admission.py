@@ -77,7 +77,7 @@ def test_what_waits_past_the_bound_gets_a_json_503_with_retry_after() -> None:
 
     assert ok == 200
     assert api_status == 503 and api_headers[b"content-type"] == b"application/json"
-    assert int(api_headers[b"retry-after"]) >= 1 and "busy" in json.loads(api_body)["detail"]
+    assert int(api_headers[b"retry-after"]) >= 1 and "busy" in json.loads(api_body)["error"]["message"]
     assert page_status == 503 and page_headers[b"content-type"].startswith(b"text/html") and b"busy" in page_body
     assert int(page_headers[b"content-length"]) == len(page_body)
 

@@ -18,8 +18,20 @@ from neonpro.audit.services import AuditUnavailableError
 from neonpro.security.api import exception_handler
 
 pytestmark = pytest.mark.django_db
-AUDIT_DOWN = {"detail": "The audit log is unavailable, so this request was refused; try again shortly."}
-PROVIDER_DOWN = {"detail": "Encryption service unavailable; try again shortly."}
+AUDIT_DOWN = {
+    "error": {
+        "code": "audit_unavailable",
+        "message": "The audit log is unavailable, so this request was refused; try again shortly.",
+        "fields": {},
+    }
+}
+PROVIDER_DOWN = {
+    "error": {
+        "code": "service_unavailable",
+        "message": "Encryption service unavailable; try again shortly.",
+        "fields": {},
+    }
+}
 
 
 def _url(patient: Any) -> str:
@@ -82,8 +94,9 @@ def test_the_handler_maps_each_service_failure_itself(
     response = exception_handler(exc, {})
 
     assert response is not None and response.status_code == status
-    assert detail in response.data["detail"] and response.get("Retry-After") == retry_after
-    assert "HSM" not in response.data["detail"] and "chain lock" not in response.data["detail"]
+    message = response.data["error"]["message"]
+    assert detail in message and response.get("Retry-After") == retry_after
+    assert "HSM" not in message and "chain lock" not in message
 
 
 def test_a_bug_is_left_to_the_plain_500() -> None:

@@ -19,8 +19,9 @@ def _json_error(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status
     assert response["Content-Type"] == "application/json"
     body: dict[str, Any] = json.loads(response.content)
-    assert set(body) == {"detail"}
-    return body
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "fields"}
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,7 @@ def test_unmatched_api_urls_answer_json_404(world: Any, path: str) -> None:
 
     body = _json_error(client.get(path, secure=True), 404)
 
-    assert body["detail"] == "Not found."
+    assert body == {"code": "not_found", "message": "Not found.", "fields": {}}
 
 
 def test_unmatched_page_urls_answer_an_html_404(world: Any) -> None:
@@ -60,7 +61,7 @@ def test_api_post_without_csrf_token_is_a_json_403(world: Any) -> None:
         "/api/v1/patients/search/", {"field": "mrn", "value": "X"}, content_type="application/json", secure=True
     )
 
-    assert "CSRF" in _json_error(response, 403)["detail"]
+    assert "CSRF" in _json_error(response, 403)["message"]
 
 
 def test_csrf_failure_view_speaks_json_under_api_and_html_elsewhere() -> None:
@@ -69,7 +70,7 @@ def test_csrf_failure_view_speaks_json_under_api_and_html_elsewhere() -> None:
     api = errors.csrf_failure(factory.post("/api/v1/patients/search/"), reason="Origin checking failed")
     page = errors.csrf_failure(factory.post("/accounts/login/"), reason="Origin checking failed")
 
-    assert "CSRF" in _json_error(api, 403)["detail"]
+    assert "CSRF" in _json_error(api, 403)["message"]
     assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
 
 
@@ -77,7 +78,7 @@ def test_server_error_under_api_is_json_without_details() -> None:
     response = errors.server_error(RequestFactory().get("/api/v1/patients/"))
 
     body = _json_error(response, 500)
-    assert "Traceback" not in body["detail"]
+    assert "Traceback" not in body["message"]
 
 
 def test_other_handlers_under_api_are_json() -> None:
@@ -106,7 +107,7 @@ def test_deeply_nested_json_is_a_400_not_a_500(world: Any, depth: int) -> None:
 
     response = client.post("/api/v1/patients/search/", body, content_type="application/json", secure=True)
 
-    assert "nested too deeply" in _json_error(response, 400)["detail"]
+    assert "nested too deeply" in _json_error(response, 400)["message"]
 
 
 def test_ordinary_nesting_still_parses(world: Any) -> None:
@@ -117,7 +118,7 @@ def test_ordinary_nesting_still_parses(world: Any) -> None:
     response = client.post("/api/v1/patients/search/", body, content_type="application/json", secure=True)
 
     assert response.status_code == 400
-    assert "value" in response.json()  # a validation error about the field, not the nesting
+    assert "value" in _json_error(response, 400)["fields"]  # a validation error about the field, not the nesting
 
 
 def test_server_error_outside_api_is_the_plain_page() -> None:

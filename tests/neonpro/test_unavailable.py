@@ -17,6 +17,7 @@ import requests
 from django.conf import settings
 
 from tests.conftest import APP_ROLE, OWNER_ROLE, TEST_MASTER_KEY, superuser_dsn
+from tests.errors import error_message
 from tests.faults import CuttableProxy
 from tests.served import ServedApp, clone_database, drop_database, start_served_app, stop
 
@@ -79,7 +80,7 @@ def _assert_json_503(answer: requests.Response, *words: str) -> None:
     assert answer.status_code == 503, answer.text[:300]
     assert answer.headers["Content-Type"] == "application/json"
     assert int(answer.headers["Retry-After"]) >= 1
-    detail = answer.json()["detail"]
+    detail = error_message(answer)
     assert all(word in detail for word in words), detail
 
 

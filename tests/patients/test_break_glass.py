@@ -19,6 +19,7 @@ from neonpro.accounts.services import ensure_privacy_officers_group
 from neonpro.audit.models import AuditEvent
 from patients import break_glass
 from patients.models import EmergencyAccessGrant
+from tests.errors import error_code, error_message
 
 pytestmark = pytest.mark.django_db
 REASON = "Unconscious in the emergency department, no care-team clinician reachable"
@@ -54,7 +55,7 @@ def test_twenty_one_grants_in_a_row_stop_at_the_hourly_ceiling(api: Any, world: 
     assert [a.status_code for a in answers[:3]] == [201, 201, 201]
     assert {a.status_code for a in answers[3:]} == {429}
     assert 3000 < int(answers[3]["Retry-After"]) <= 3601
-    assert "3 an hour" in answers[3].json()["detail"]
+    assert "3 an hour" in error_message(answers[3])
     assert _grants(world.outsider) == 3
     refused = AuditEvent.objects.filter(action="break_glass.start", outcome="denied", actor_id=world.outsider.pk)
     assert refused.count() == 18 and all(e.details == {"refused": "rate_limit"} for e in refused)
@@ -74,8 +75,8 @@ def test_grants_do_not_stack_on_one_patient(api: Any, world: Any) -> None:
     again = _ask(api, world.outsider, world.bob.pk, minutes=30)
 
     assert first.status_code == 201
-    assert again.status_code == 409 and "does not stack" in again.json()["detail"]
-    assert again.json()["expires_at"] == first.json()["expires_at"]
+    assert again.status_code == 409 and "does not stack" in error_message(again)
+    assert error_code(again) == "already_granted" and first.json()["expires_at"] in error_message(again)
     denied = AuditEvent.objects.get(action="break_glass.start", outcome="denied", actor_id=world.outsider.pk)
     assert denied.details == {"refused": "already_active"} and str(denied.resource_id) == first.json()["grant"]
 
@@ -97,7 +98,8 @@ def test_the_daily_ceiling_holds_across_hours(api: Any, world: Any, patient_fact
 
     refused = _ask(api, world.outsider, patient_factory().pk)
 
-    assert refused.status_code == 429 and "4 a day" in refused.json()["detail"]
+    assert refused.status_code == 429 and "4 a day" in error_message(refused)
+    assert error_code(refused) == "break_glass_limit"
     assert 19 * 3600 - 60 < int(refused["Retry-After"]) <= 19 * 3600 + 1
     _backdate(world.outsider, hours=19, minutes=1)
     assert _ask(api, world.outsider, patient_factory().pk, minutes=10).status_code == 201

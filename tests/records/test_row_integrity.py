@@ -390,4 +390,4 @@ def test_a_stale_save_through_the_api_layer_answers_409() -> None:
 
     response = exception_handler(StaleRowError("records.medicalrecord row x: changed"), {})
     assert response is not None and response.status_code == 409
-    assert "reload" in response.data["detail"]
+    assert "reload" in response.data["error"]["message"] and response.data["error"]["code"] == "conflict"
