@@ -17,9 +17,13 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-HELPERS = {"smoke.py", "benchdb.py"}
+HELPERS = {"smoke.py", "benchdb.py", "api_server.py"}
 # benchmark -> (tiny-size arguments, keys its JSON line must carry)
 SMOKE_RUNS: dict[str, tuple[list[str], set[str]]] = {
+    "api.py": (
+        ["--clinicians", "2", "--team", "60", "--records", "2", "--duration", "2", "--warmup", "0.5"],
+        {"rps_list", "rps_detail", "p99_ms_detail", "crypto_share"},
+    ),
     "fields.py": (
         ["--rows", "200", "--pairs", "1", "--lookup-rows", "500", "--lookup-samples", "20"],
         {"write_ratio", "read_ratio", "djcrypto_ratio", "lookup_ms_p50", "bytes_per_patient_ratio"},

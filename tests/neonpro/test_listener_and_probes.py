@@ -27,6 +27,30 @@ def test_bind_listens_on_a_free_port_and_names_a_taken_one() -> None:
         sock.close()
 
 
+def test_connections_accepted_on_the_socket_send_without_nagle_delays() -> None:
+    """asyncio sets TCP_NODELAY only on sockets that say they are TCP: without it every
+    response body waited ~40 ms for the client's delayed ACK of the headers (bench/api.py)."""
+    import asyncio
+
+    async def accepted_nodelay() -> int:
+        sock = bind("127.0.0.1", 0)
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted = writer.get_extra_info("socket")
+            seen.set_result(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            result = await asyncio.wait_for(seen, 10)
+            writer.close()
+        return result
+
+    assert asyncio.run(accepted_nodelay()) == 1
+
+
 def test_bind_to_an_address_this_host_does_not_have_says_so() -> None:
     with pytest.raises(PortUnavailableError, match=r"cannot listen on 203\.0\.113\.7:8443"):
         bind("203.0.113.7", 8443)
