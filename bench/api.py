@@ -281,7 +281,8 @@ def drive(clients: list[Client], people: list[dict[str, Any]], workload: str, se
             elif workload == "detail":
                 status = client.api("GET", f"/api/v1/records/{rng.choice(who['records'])}/")
             else:
-                status = client.api("POST", "/api/v1/patients/search/", {"field": "ssn", "value": rng.choice(who["ssns"])})
+                query = {"field": "ssn", "value": rng.choice(who["ssns"])}
+                status = client.api("POST", "/api/v1/patients/search/", query)
             mine.append(time.perf_counter() - started)
             if status != 200:
                 with lock:
@@ -290,7 +291,7 @@ def drive(clients: list[Client], people: list[dict[str, Any]], workload: str, se
             latencies.extend(mine)
 
     threads = [
-        threading.Thread(target=loop, args=(client, who, n)) for n, (client, who) in enumerate(zip(clients, people))
+        threading.Thread(target=loop, args=(client, who, n)) for n, (client, who) in enumerate(zip(clients, people, strict=True))
     ]
     started = time.perf_counter()
     for thread in threads:
@@ -352,7 +353,7 @@ def main() -> None:
     process = start_server(env, port, data_dir / "server.log", context)
     try:
         clients = [Client(port, context) for _ in people]
-        for client, who in zip(clients, people):
+        for client, who in zip(clients, people, strict=True):
             client.sign_in(who["username"])
         workloads: dict[str, Any] = {}
         process.send_signal(signal.SIGUSR1)
