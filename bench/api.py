@@ -290,9 +290,8 @@ def drive(clients: list[Client], people: list[dict[str, Any]], workload: str, se
         with lock:
             latencies.extend(mine)
 
-    threads = [
-        threading.Thread(target=loop, args=(client, who, n)) for n, (client, who) in enumerate(zip(clients, people, strict=True))
-    ]
+    pairs = enumerate(zip(clients, people, strict=True))
+    threads = [threading.Thread(target=loop, args=(client, who, n)) for n, (client, who) in pairs]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
