@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from neonpro.accounts.sessions import rotate_session
 from neonpro.security.access import get_visible
 from neonpro.security.api import HasCareRole, IsClinician, identity_of
 from neonpro.security.pagination import page_request, paged_response
@@ -96,6 +97,7 @@ class EmergencyAccessView(APIView):
                     headers={"Retry-After": str(refused.retry_after)},
                 )
             return Response({"detail": str(refused), "expires_at": refused.expires_at}, status=status.HTTP_409_CONFLICT)
+        rotate_session(request)  # elevated access: a new session id (ASVS 3.2.1)
         body: dict[str, Any] = {
             "grant": str(grant.pk),
             "patient": str(grant.patient_id),
