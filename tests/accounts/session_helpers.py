@@ -81,3 +81,28 @@ def with_cookie(token: str, **kwargs: Any) -> Client:
     client = browser_client(**kwargs)
     client.cookies[COOKIE] = token
     return client
+
+
+# -- the served app (``served_app``: manage.py serve over TLS) ---------------------------------
+def served_client(app: Any, *, agent: str = "NeonPro session tests/1.0") -> Any:
+    import ssl
+
+    import httpx
+
+    trust = ssl.create_default_context(cafile=str(app.cert))
+    return httpx.Client(base_url=app.url, verify=trust, trust_env=False, headers={"User-Agent": agent}, timeout=15)
+
+
+def served_sign_in(app: Any, username: str, **kwargs: Any) -> tuple[Any, Any]:
+    """(client, the sign-in response) after posting the real form over HTTPS."""
+    client = served_client(app, **kwargs)
+    page = client.get("/accounts/login/")
+    match = _TOKEN.search(page.text)
+    assert match, page.status_code
+    answer = client.post(
+        "/accounts/login/",
+        data={"username": username, "password": app.credentials[username], "csrfmiddlewaretoken": match.group(1)},
+        headers={"Origin": app.url, "Referer": f"{app.url}/accounts/login/"},
+    )
+    assert answer.status_code == 302, answer.text[:300]
+    return client, answer
