@@ -116,6 +116,7 @@ MIDDLEWARE = [
     "neonpro.security.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "neonpro.accounts.session_middleware.SessionGuardMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -350,6 +351,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# -- Sessions ------------------------------------------------------------------------------
+# Our own store (docs/sessions.md): the database holds a keyed hash of each session token and
+# the session data encrypted. A session ends after NEONPRO_SESSION_IDLE_MINUTES without a
+# request or NEONPRO_SESSION_ABSOLUTE_HOURS after sign-in, whichever comes first; a change of
+# user agent (and, when NEONPRO_SESSION_BIND_IP, of address beyond the prefixes) ends it too.
+# At sign-in a user keeps at most NEONPRO_SESSION_MAX_PER_USER sessions (the oldest end).
+SESSION_ENGINE = "neonpro.accounts.sessions"
+NEONPRO_SESSION_IDLE_MINUTES = env_int("NEONPRO_SESSION_IDLE_MINUTES", 15)
+NEONPRO_SESSION_ABSOLUTE_HOURS = env_int("NEONPRO_SESSION_ABSOLUTE_HOURS", 12)
+NEONPRO_SESSION_BIND_USER_AGENT = env_bool("NEONPRO_SESSION_BIND_USER_AGENT", True)
+NEONPRO_SESSION_BIND_IP = env_bool("NEONPRO_SESSION_BIND_IP", False)
+NEONPRO_SESSION_BIND_IPV4_PREFIX = env_int("NEONPRO_SESSION_BIND_IPV4_PREFIX", 32)
+NEONPRO_SESSION_BIND_IPV6_PREFIX = env_int("NEONPRO_SESSION_BIND_IPV6_PREFIX", 64)
+NEONPRO_SESSION_MAX_PER_USER = env_int("NEONPRO_SESSION_MAX_PER_USER", 5)
+for _name, _low, _high in (
+    ("NEONPRO_SESSION_IDLE_MINUTES", 1, 24 * 60),
+    ("NEONPRO_SESSION_ABSOLUTE_HOURS", 1, 7 * 24),
+    ("NEONPRO_SESSION_BIND_IPV4_PREFIX", 0, 32),
+    ("NEONPRO_SESSION_BIND_IPV6_PREFIX", 0, 128),
+    ("NEONPRO_SESSION_MAX_PER_USER", 1, 100),
+):
+    if not _low <= globals()[_name] <= _high:
+        raise ImproperlyConfigured(f"{_name} must be from {_low} to {_high}, not {globals()[_name]}")
 
 # -- Email (telling people about changes to their own account) ----------------------------
 EMAIL_BACKEND = os.environ.get(

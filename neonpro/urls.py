@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from neonpro.accounts import api as accounts_api
+from neonpro.accounts import session_api, session_views
 from neonpro.accounts import views as accounts_views
 from neonpro.security import views as security_views
 from patients import api as patients_api
@@ -12,6 +13,9 @@ from records import api as records_api
 
 api_v1 = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
+    # -- Sessions: the caller's own browser sessions
+    path("sessions/", session_api.SessionListView.as_view(), name="session-list"),
+    path("sessions/<uuid:pk>/", session_api.SessionDetailView.as_view(), name="session-detail"),
     path("patients/", patients_api.PatientListView.as_view(), name="patient-list"),
     path("patients/search/", patients_api.PatientSearchView.as_view(), name="patient-search"),
     path("patients/<uuid:pk>/", patients_api.PatientDetailView.as_view(), name="patient-detail"),
@@ -45,6 +49,10 @@ urlpatterns = [
     path(
         "accounts/password/change/done/", accounts_views.PasswordChangeDoneView.as_view(), name="password_change_done"
     ),
+    # -- Sessions: a person's own sessions (neonpro/accounts/session_views.py)
+    path("accounts/sessions/", session_views.session_list, name="sessions"),
+    path("accounts/sessions/end-others/", session_views.session_end_others, name="session-end-others"),
+    path("accounts/sessions/<uuid:pk>/end/", session_views.session_end, name="session-end"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

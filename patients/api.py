@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from neonpro.accounts.sessions import rotate_session
 from neonpro.security.access import get_visible
 from neonpro.security.api import HasCareRole, IsClinician, identity_of
 from neonpro.security.error_body import error_body
@@ -100,6 +101,7 @@ class EmergencyAccessView(APIView):
             until = serializers.DateTimeField().to_representation(refused.expires_at)
             message = f"{refused} It lasts until {until}."
             return Response(error_body("already_granted", message), status=status.HTTP_409_CONFLICT)
+        rotate_session(request)  # elevated access: a new session id (ASVS 3.2.1)
         body: dict[str, Any] = {
             "grant": str(grant.pk),
             "patient": str(grant.patient_id),

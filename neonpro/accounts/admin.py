@@ -10,6 +10,7 @@ do not learn who the patients are.
 * Patient portal accounts are not in the user list at all; "Patient portal accounts" shows
   them by opaque id only (no username, name or email), to deactivate or reset one.
 * Every change is in the audit chain (``neonpro.accounts.signals``).
+* "End all sessions" signs an account out everywhere (``end_all_sessions``), audited.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django.urls import path, reverse
 
 from neonpro.accounts.models import AccountChange, Notification, PatientAccount, User
 from neonpro.accounts.services import issue_temporary_password
+from neonpro.accounts.session_services import end_all_sessions
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
 from neonpro.security.admin_pages import KeysetModelAdmin, recent_values_filter
 
@@ -105,8 +107,22 @@ class _TemporaryPasswordMixin:
         return TemplateResponse(request, "admin/accounts/user/temporary_password.html", context)
 
 
+@admin.action(description="End all sessions of the selected accounts", permissions=["change"])
+def end_sessions_action(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    ended, refused = 0, 0
+    for user in queryset:
+        try:
+            ended += end_all_sessions(request.user, user)  # type: ignore[arg-type]
+        except PermissionDenied:
+            refused += 1
+    modeladmin.message_user(request, f"Ended {ended} session(s); they must sign in again.")
+    if refused:
+        modeladmin.message_user(request, f"Skipped {refused} account(s) you may not change.", level="warning")
+
+
 @admin.register(User)
 class UserAdmin(_TemporaryPasswordMixin, BaseUserAdmin):
+    actions = [end_sessions_action]
     list_display = ("username", "role", "is_active", "is_staff", "last_login")
     list_filter = ("role", "is_active", "is_staff")
     fieldsets = (*BaseUserAdmin.fieldsets, ("Role", {"fields": ("role", "must_change_password")}))  # type: ignore[misc]
@@ -138,8 +154,9 @@ class UserAdmin(_TemporaryPasswordMixin, BaseUserAdmin):
 
 @admin.register(PatientAccount)
 class PatientAccountAdmin(_TemporaryPasswordMixin, admin.ModelAdmin):  # type: ignore[type-arg]
-    """Patient portal accounts by opaque id: deactivate, reactivate or reset — nothing more."""
+    """Patient portal accounts by opaque id: deactivate, reactivate, reset or sign out — nothing more."""
 
+    actions = [end_sessions_action]
     list_display = ("id", "is_active", "last_login", "date_joined")
     list_filter = ("is_active",)
     fields = ("id", "is_active", "last_login", "date_joined", "must_change_password", "password_reset")

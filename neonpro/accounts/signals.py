@@ -8,6 +8,10 @@ actor bound to the request or the operator command (``neonpro.audit``) and the t
 resource: creation, deletion, password set or reset (and how: ``account_change_via``), role,
 active flag, staff and superuser flags, other profile fields (names only, never values), and
 group and permission membership (ids). Never a password, hash or name.
+
+The same changes end sessions server-side (``neonpro.accounts.sessions``): a new password
+ends every other session of the user, deactivation ends them all (both through
+``credentials_changed``), and new rights end the others and rotate the user's own.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.contrib.auth.models import Group
+from django.contrib.auth.signals import user_logged_in
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import Signal, receiver
 
+from neonpro.accounts import sessions
 from neonpro.accounts.models import User
 from neonpro.audit.services import record_event
 
@@ -106,6 +112,7 @@ def _audit_account(sender: Any, instance: User, created: bool, raw: bool = False
     profile = sorted(changed & set(PROFILE))
     if profile:
         record_event("account.update", **target, details={"fields": profile})
+    _end_sessions_for(instance, changed)
 
 
 @receiver(post_delete, sender=User)
@@ -129,6 +136,8 @@ def _membership(kind: str) -> Any:
                     resource_id=user_id,
                     details={"change": change, kind: [instance.pk]},
                 )
+            for user in User._base_manager.filter(pk__in=pk_set or ()):
+                sessions.end_sessions_after_privilege_change(user)
             return
         record_event(
             f"account.{kind}_change",
@@ -136,6 +145,7 @@ def _membership(kind: str) -> Any:
             resource_id=instance.pk,
             details={"change": change, kind: sorted(pk_set or ())},
         )
+        sessions.end_sessions_after_privilege_change(instance)
 
     return receive
 
@@ -162,3 +172,29 @@ def _audit_group_permissions(
         resource_type="auth.group",
         details={"group": instance.pk, "change": action.split("_")[-1], "permissions": sorted(pk_set or ())},
     )
+
+
+# -- Sessions end server-side when what they were started with changes ---------------------
+def _end_sessions_for(user: User, changed: set[str]) -> None:
+    """A new password keeps only the session that set it (if it is the user's own);
+    deactivation ends them all; new rights end the others and rotate the user's own."""
+    if "password" in changed:
+        credentials_changed.send(
+            sender=User, user=user, reason="password_change", keep_session_key=sessions.own_session_key(user)
+        )
+    if "is_active" in changed and not user.is_active:
+        credentials_changed.send(sender=User, user=user, reason="deactivated", keep_session_key=None)
+    if changed & {"role", "is_staff", "is_superuser"}:
+        sessions.end_sessions_after_privilege_change(user)
+
+
+@receiver(credentials_changed, dispatch_uid="neonpro-sessions-credentials-changed")
+def _end_sessions_on_new_credentials(
+    sender: Any, user: User, reason: str, keep_session_key: str | None = None, **kwargs: Any
+) -> None:
+    sessions.end_sessions(user, reason=reason, keep_session_key=keep_session_key)
+
+
+@receiver(user_logged_in, dispatch_uid="neonpro-sessions-limit")
+def _limit_sessions_at_sign_in(sender: Any, request: Any, user: User, **kwargs: Any) -> None:
+    sessions.limit_sessions(user, keep_session_key=request.session.session_key)

@@ -49,7 +49,8 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = uuid.uuid4()
+        # The session guard (neonpro.accounts.session_middleware) may have named the request already.
+        request_id = getattr(request, "request_id", None) or uuid.uuid4()
         request.request_id = request_id  # type: ignore[attr-defined]
         identity = identity_for_user(getattr(request, "user", None))
         token = bind_request(

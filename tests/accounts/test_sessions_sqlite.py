@@ -1,0 +1,88 @@
+"""The session store on SQLite, the embedded mode of `make run`: sign in through the form (CSRF
+enforced), use the session, sign out, replay the cookie, purge — in a process of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TEST_MASTER_KEY
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+SCRIPT = r"""
+import datetime as dt, re
+import time_machine
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+from neonpro.accounts.models import User
+from neonpro.accounts.session_models import UserSession
+
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+ORIGIN = "https://localhost"
+
+
+def form_post(client, page, url, data):
+    token = TOKEN.search(client.get(page, secure=True).content.decode()).group(1)
+    headers = {"Origin": ORIGIN, "Referer": ORIGIN + page}
+    return client.post(url, {"csrfmiddlewaretoken": token, **data}, secure=True, headers=headers)
+
+
+User.objects.create_user("dr.sqlite", password="correct horse battery staple", role="clinician")
+client = Client(enforce_csrf_checks=True, HTTP_HOST="localhost", HTTP_USER_AGENT="sqlite-check/1")
+signed_in = form_post(
+    client, "/accounts/login/", "/accounts/login/",
+    {"username": "dr.sqlite", "password": "correct horse battery staple"},
+)
+assert signed_in.status_code == 302, signed_in.status_code
+cookie = client.cookies["__Host-sessionid"].value
+assert client.get("/api/v1/me/", secure=True).status_code == 200
+assert client.get("/api/v1/sessions/", secure=True).json()[0]["current"] is True
+row = UserSession.objects.get()
+assert cookie.encode() not in bytes(row.token_digest) + bytes(row.data)
+
+assert form_post(client, "/", "/accounts/logout/", {}).status_code == 302
+assert not UserSession.objects.exists()
+replay = Client(HTTP_HOST="localhost", HTTP_USER_AGENT="sqlite-check/1")
+replay.cookies["__Host-sessionid"] = cookie
+assert replay.get("/api/v1/me/", secure=True).status_code == 403
+
+later = Client(enforce_csrf_checks=True, HTTP_HOST="localhost", HTTP_USER_AGENT="sqlite-check/1")
+credentials = {"username": "dr.sqlite", "password": "correct horse battery staple"}
+assert form_post(later, "/accounts/login/", "/accounts/login/", credentials).status_code == 302
+with time_machine.travel(timezone.now() + dt.timedelta(minutes=20)):
+    call_command("clearsessions")
+assert not UserSession.objects.exists()
+print("sessions on sqlite: ok")
+"""
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), *args],
+        env=env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_sessions_work_on_sqlite(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEONPRO_", "DJANGO_", "DATABASE_URL"))}
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        NEONPRO_DATA_DIR=str(tmp_path),
+        NEONPRO_MASTER_KEY=TEST_MASTER_KEY,
+        DJANGO_DEBUG="False",
+    )
+    _manage(env, "migrate", "--noinput", "-v", "0")
+    _manage(env, "keys", "init")
+    _manage(env, "collectstatic", "--noinput", "-v", "0")  # pages name their stylesheet by its manifest
+
+    assert "sessions on sqlite: ok" in _manage(env, "shell", "-c", SCRIPT)
