@@ -94,3 +94,6 @@ class AccountChange(models.Model):
 
     def __str__(self) -> str:
         return f"Account change {self.pk} ({self.table_name} {self.operation})"
+
+
+from neonpro.accounts.mfa_models import RecoveryCode, RecoveryCodeSet, TOTPDevice  # noqa: E402, F401

@@ -19,6 +19,7 @@ from neonpro.accounts.models import Notification, User
 from neonpro.accounts.services import ensure_administrators_group
 from neonpro.audit.models import AuditEvent
 from neonpro.audit.services import bind_request, unbind_request
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 STRONG = "correct horse battery staple"  # user_factory's password
@@ -38,7 +39,7 @@ def clinician(user_factory: Any) -> User:
 
 def _client(user: User) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

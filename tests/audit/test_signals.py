@@ -11,6 +11,7 @@ from django.test import Client
 
 from neonpro.audit.models import AuditEvent
 from tests.audit.conftest import audit_rows_as_text, last_event_id
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +43,7 @@ def test_a_successful_login_is_audited(client: Client, account: Any) -> None:
 
 
 def test_a_logout_is_audited(client: Client, account: Any) -> None:
-    client.force_login(account)
+    sign_in_as(client, account)
     start = last_event_id()
     response = client.post(LOGOUT, secure=True)
     assert response.status_code == 302
