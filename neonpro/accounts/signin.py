@@ -63,11 +63,13 @@ def complete_sign_in(request: Any, user: User, *, device: Any) -> None:
 
 def check_second_factor(request: Any, user: User, token: str, *, stage: str = "mfa") -> mfa.Verification:
     """Verify a code for ``user``; a failure is reported like a failed sign-in (audited,
-    counted toward the lock-out). A locked-out account gets ``locked`` without a check."""
+    counted toward the lock-out). A locked-out account gets ``locked`` without a check
+    (audited too; the lock-out answer replaces the page)."""
     if lockout.is_locked(request, user.get_username()):
         lockout.refuse_locked(request, user.get_username())
-        return mfa.Verification(None, "locked")
-    verification = mfa.verify_second_factor(user, token)
+        verification = mfa.Verification(None, "locked")
+    else:
+        verification = mfa.verify_second_factor(user, token)
     if verification.device is None:
         user_login_failed.send(
             sender=__name__,

@@ -20,8 +20,10 @@ from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
+import django_otp
 from django_otp.admin import OTPAdminSite
-from rest_framework import serializers
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -155,6 +157,8 @@ def _enrol(request: HttpRequest, user: Any, *, signing_in: bool) -> HttpResponse
             request.session.pop(ENROLMENT, None)
             if signing_in:
                 signin.complete_sign_in(request, user, device=device)
+            else:
+                django_otp.login(request, device)  # this session stays verified, by the new device
             context = {"codes": codes, "continue_url": _after_sign_in(request) if signing_in else reverse("mfa")}
             return render(request, "registration/recovery_codes.html", context)
     context = {
@@ -246,6 +250,12 @@ class ReauthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     otp = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
 
 
+class ReauthFailed(APIException):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "reauth_failed"
+    default_detail = "The password or the code is not right."
+
+
 class ReauthAPIView(APIView):
     """``POST /api/v1/reauth/`` ``{"password", "otp"}``: re-authenticate this session."""
 
@@ -257,7 +267,7 @@ class ReauthAPIView(APIView):
         fields = serializer.validated_data
         error = reauthenticate(request._request, password=fields["password"], otp=fields["otp"])
         if error:
-            return Response({"detail": error, "code": "reauth_failed"}, status=403)
+            raise ReauthFailed(error)
         return Response({"reauthenticated": True, "valid_for_seconds": int(settings.NEONPRO_REAUTH_SECONDS)})
 
 
