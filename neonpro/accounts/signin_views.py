@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import django_otp
 from django import forms
 from django.conf import settings
 from django.contrib.auth import REDIRECT_FIELD_NAME, user_login_failed
@@ -20,7 +21,6 @@ from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
-import django_otp
 from django_otp.admin import OTPAdminSite
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException

@@ -86,7 +86,7 @@ def test_the_breach_list_is_binary_searched(tmp_path: Path) -> None:
 
 def test_the_pwned_passwords_format_with_counts(tmp_path: Path, settings: Any) -> None:
     def line(password: str, count: str) -> str:
-        return f"{hashlib.sha1(password.encode()).hexdigest().upper()}:{count}\n"
+        return f"{hashlib.sha1(password.encode(), usedforsecurity=False).hexdigest().upper()}:{count}\n"
 
     rows = sorted([line("alpha beta gamma", "42"), line("delta epsilon", "x"), line("zeta eta theta", "7")])
     path = tmp_path / "pwned-passwords-sha1-ordered-by-hash.txt"
