@@ -50,7 +50,9 @@ def _can_sign_in(site: Install, username: str, password: str) -> bool:
     check = site.manage(
         "shell",
         "-c",
-        f"from django.contrib.auth import authenticate; print(authenticate(username={username!r}, "
+        # (django-axes wants the request a password arrives with)
+        "from django.contrib.auth import authenticate; from django.test import RequestFactory; "
+        f"print(authenticate(RequestFactory().post('/accounts/login/'), username={username!r}, "
         f"password={password!r}) is not None)",
     )
     assert check.returncode == 0, check.stderr

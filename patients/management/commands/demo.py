@@ -30,8 +30,8 @@ def sign_in_banner(host: str, port: int, credentials: list[Credential], tls_dir:
         f"  Certificate   {tls_dir}/dev-cert.pem (self-signed: your browser will warn once)",
     ]
     if credentials:
-        lines.append("Demo accounts (passwords and authenticator secrets shown only now; add the secret to an")
-        lines.append("authenticator app as a time-based setup key, then sign in with the password and its code):")
+        lines.append("Demo accounts (passwords shown only now, each with its authenticator secret: add the secret")
+        lines.append("to an authenticator app as a time-based setup key, then sign in with the password and its code):")
         lines += credentials_table(credentials)
     else:
         names = ", ".join(f"{username} ({role})" for username, role, _ in DEMO_USERS)
