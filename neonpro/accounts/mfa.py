@@ -24,7 +24,7 @@ from keys.crypto import sign, verify_signature
 from neonpro.accounts.mfa_models import TOTP_DIGITS, TOTP_STEP, RecoveryCode, RecoveryCodeSet, TOTPDevice
 from neonpro.accounts.models import User
 from neonpro.accounts.signals import credentials_changed
-from neonpro.audit.services import Actor, record_event
+from neonpro.audit.services import record_event
 
 SECRET_BYTES = 20  # 160 bits, RFC 4226's recommendation for HMAC-SHA-1
 RECOVERY_LABEL = b"neonpro.accounts.recovery_code.v1"
@@ -41,10 +41,6 @@ class MFAError(Exception):
 class Verification:
     device: Any  # the django-otp device that accepted the code, or None
     reason: str = ""  # why not: invalid, replayed, throttled, used_recovery_code, no_device
-
-    @property
-    def method(self) -> str:
-        return "recovery_code" if isinstance(self.device, RecoveryCodeSet) else "totp"
 
 
 def mfa_required(user: User) -> bool:
@@ -196,7 +192,3 @@ def enrol_with_secret(user: User) -> str:
         device = TOTPDevice.create_with_key(user=user, key=secrets.token_bytes(SECRET_BYTES), confirmed=True)
     _changed(user, "mfa.replaced" if replaced else "mfa.enrolled", None)
     return secret_text(device).replace(" ", "")
-
-
-def actor_of(user: User) -> Actor:
-    return Actor(user_id=user.pk, role=user.role)

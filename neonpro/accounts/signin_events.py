@@ -38,10 +38,10 @@ def _sign_in_failed(sender: Any, credentials: dict[str, Any], request: Any = Non
     stage = credentials.get(STAGE)
     if not stage:
         return  # a wrong password: neonpro.audit.signals records auth.login_failed
-    details: dict[str, Any] = {"reason": str(credentials.get(REASON) or "credentials")}
-    username = credentials.get("username")
-    if username:
-        details["username_hash"] = keyed_username(str(username))
+    details = {
+        "reason": str(credentials.get(REASON) or "credentials"),
+        "username_hash": keyed_username(str(credentials["username"])),
+    }
     record_event(
         FAILURE_ACTIONS[stage],
         outcome=AuditEvent.Outcome.DENIED,

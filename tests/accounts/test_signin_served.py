@@ -18,7 +18,9 @@ def _post_form(client: httpx.Client, path: str, data: dict[str, str]) -> httpx.R
     page = client.get(path)
     token = _TOKEN.search(page.text)
     assert token, f"{path}: {page.status_code}"
-    return client.post(path, data={**data, "csrfmiddlewaretoken": token[1]}, headers={"Referer": f"{client.base_url}{path}"})
+    return client.post(
+        path, data={**data, "csrfmiddlewaretoken": token[1]}, headers={"Referer": f"{client.base_url}{path}"}
+    )
 
 
 def test_a_clinician_signs_in_with_password_and_code_over_https(served_app: Any) -> None:

@@ -130,7 +130,10 @@ class Client:
                 "POST",
                 "/accounts/login/verify/",
                 form,
-                **{"Content-Type": "application/x-www-form-urlencoded", "Referer": f"https://{HOST}/accounts/login/verify/"},
+                **{
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Referer": f"https://{HOST}/accounts/login/verify/",
+                },
             )
             assert status == 302, body[:300]
 
