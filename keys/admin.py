@@ -1,11 +1,13 @@
 """Key inventory in the Django admin: metadata only, never key material.
 
 Superusers can rotate, start re-encryption and retire from here; each action goes through
-the same services as the command line, and so is audited.
+the same services as the command line, and so is audited, and each needs a recent
+re-authentication (the guard NEONPRO_KEYS_ADMIN_ACTION_GUARD names: keys imports nothing of the app's).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -22,6 +24,21 @@ if TYPE_CHECKING:
     _SubjectAdminBase = admin.ModelAdmin[SubjectKey]
 else:
     _DataKeyAdminBase = _JobAdminBase = _SubjectAdminBase = admin.ModelAdmin
+
+
+def _guarded(action: Any) -> Any:
+    """Runs the action through the deployment's guard (a decorator named by
+    NEONPRO_KEYS_ADMIN_ACTION_GUARD, e.g. a recent re-authentication), resolved at call time."""
+
+    @functools.wraps(action)
+    def run(modeladmin: Any, request: HttpRequest, queryset: Any) -> Any:
+        from django.conf import settings
+        from django.utils.module_loading import import_string
+
+        guard = getattr(settings, "NEONPRO_KEYS_ADMIN_ACTION_GUARD", "")
+        return (import_string(guard)(action) if guard else action)(modeladmin, request, queryset)
+
+    return run
 
 
 class _ReadOnly:
@@ -84,6 +101,7 @@ class DataKeyAdmin(_ReadOnly, _DataKeyAdminBase):
         return bool(request.user.is_active and request.user.has_perm("keys.rotate_datakey"))
 
     @admin.action(description="Rotate: new active key for the selected keys' purposes", permissions=["rotate"])
+    @_guarded
     def rotate_purpose(self, request: HttpRequest, queryset: QuerySet[DataKey]) -> None:
         from keys.rotation import rotate_data_key
 
@@ -92,6 +110,7 @@ class DataKeyAdmin(_ReadOnly, _DataKeyAdminBase):
             self.message_user(request, f"{purpose}: new active key {key.pk}.")
 
     @admin.action(description="Start re-encryption onto the active keys", permissions=["rotate"])
+    @_guarded
     def start_reencryption(self, request: HttpRequest, queryset: QuerySet[DataKey]) -> None:
         from keys.tasks import reencrypt_task
 
@@ -102,6 +121,7 @@ class DataKeyAdmin(_ReadOnly, _DataKeyAdminBase):
             )
 
     @admin.action(description="Retire (only keys no value uses)", permissions=["rotate"])
+    @_guarded
     def retire_keys(self, request: HttpRequest, queryset: QuerySet[DataKey]) -> None:
         from keys.rotation import retire_data_key
 

@@ -102,6 +102,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "channels",
     "django_celery_beat",
+    "django_otp",
+    "axes",
     "keys",
     "neonpro.accounts",
     "neonpro.audit",
@@ -120,10 +122,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "neonpro.accounts.signin_middleware.SecondFactorRequiredMiddleware",
     "neonpro.accounts.middleware.PasswordChangeRequiredMiddleware",
     "neonpro.security.middleware.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes wants: turns a lock-out flagged during the request into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "neonpro.urls"
@@ -334,23 +340,84 @@ CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 
+# -- Sign-in ------------------------------------------------------------------------------
+# Who a person is (docs/sign-in.md): Argon2id hashes (older ones upgraded at the next sign-in),
+# lock-out per account and per IP (django-axes), TOTP second factor (django-otp) required for
+# clinicians and administrators, re-authentication before sensitive operations.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 # Password hashing never starves clinical requests (neonpro/accounts/hashing.py): per process,
 # at most NEONPRO_SIGNIN_HASH_CONCURRENCY hashes at once, on threads niced by
 # NEONPRO_SIGNIN_HASH_NICE; a sign-in that waits NEONPRO_SIGNIN_WAIT seconds for a slot gets a
-# 503 with Retry-After. The hasher (PASSWORD_HASHERS) is Django's default until the sign-in issue picks one.
-AUTHENTICATION_BACKENDS = ["neonpro.accounts.backends.BoundedHashingBackend"]
+# 503 with Retry-After. Axes' backend comes first: a locked-out client is refused before any hash.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "neonpro.accounts.backends.BoundedHashingBackend",
+]
 NEONPRO_SIGNIN_HASH_CONCURRENCY = env_int("NEONPRO_SIGNIN_HASH_CONCURRENCY", 1)
 NEONPRO_SIGNIN_HASH_NICE = env_int("NEONPRO_SIGNIN_HASH_NICE", 10)
 NEONPRO_SIGNIN_WAIT = float(env_int("NEONPRO_SIGNIN_WAIT", 10))
-# Sign-in form posts queue in their own admission lane of that width (neonpro/security/admission.py).
-NEONPRO_SIGNIN_PATHS = env_list("NEONPRO_SIGNIN_PATHS", ["/accounts/login/", "/admin/login/"])
+# Posts that hash a password queue in their own admission lane of that width (neonpro/security/admission.py).
+NEONPRO_SIGNIN_PATHS = env_list(
+    "NEONPRO_SIGNIN_PATHS", ["/accounts/login/", "/admin/login/", "/accounts/reauth/", "/api/v1/reauth/"]
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "neonpro.accounts.breached.BreachedPasswordValidator"},
 ]
+# An operator's full "Pwned Passwords" SHA-1 download (sorted by hash, lines HASH:count);
+# empty: the small list bundled in neonpro/accounts/data/.
+NEONPRO_BREACHED_PASSWORDS_FILE = os.environ.get("NEONPRO_BREACHED_PASSWORDS_FILE", "")
+
+# Lock-out (neonpro/accounts/lockout.py): NEONPRO_SIGNIN_FAILURE_LIMIT failures on one account,
+# or NEONPRO_SIGNIN_IP_FAILURE_LIMIT from one address (a ward's NAT is many people), lock that
+# account or address for NEONPRO_SIGNIN_LOCKOUT_MINUTES. Wrong passwords and wrong second
+# factors both count. Usernames are stored only as a keyed hash.
+NEONPRO_SIGNIN_FAILURE_LIMIT = env_int("NEONPRO_SIGNIN_FAILURE_LIMIT", 5)
+NEONPRO_SIGNIN_IP_FAILURE_LIMIT = env_int("NEONPRO_SIGNIN_IP_FAILURE_LIMIT", 50)
+NEONPRO_SIGNIN_LOCKOUT_MINUTES = env_int("NEONPRO_SIGNIN_LOCKOUT_MINUTES", 15)
+AXES_HANDLER = "neonpro.accounts.lockout.LockoutHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = "neonpro.accounts.lockout.failure_limit"
+AXES_COOLOFF_TIME = "neonpro.accounts.lockout.cool_off"
+AXES_RESET_ON_SUCCESS = True  # the account's own failures only (LockoutHandler)
+AXES_USERNAME_CALLABLE = "neonpro.accounts.lockout.keyed_username_of"
+AXES_CLIENT_IP_CALLABLE = "neonpro.security.middleware.client_ip"
+AXES_CLIENT_STR_CALLABLE = "neonpro.accounts.lockout.client_str"
+AXES_LOCKOUT_CALLABLE = "neonpro.accounts.lockout.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # successes are in the audit chain, keyed; axes would keep names in clear
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
+AXES_SENSITIVE_PARAMETERS = [
+    "username",
+    "ip_address",
+    "password",
+    "otp_token",
+    "token",
+    "csrfmiddlewaretoken",
+    "new_password1",
+    "new_password2",
+]
+AXES_VERBOSE = False
+
+# Second factor: who must have one, how long the step between password and code may take,
+# and how long a re-authentication stays good for sensitive operations.
+NEONPRO_MFA_REQUIRED_ROLES = env_list("NEONPRO_MFA_REQUIRED_ROLES", ["clinician", "admin"])
+NEONPRO_SIGNIN_STEP_SECONDS = env_int("NEONPRO_SIGNIN_STEP_SECONDS", 300)
+NEONPRO_REAUTH_SECONDS = env_int("NEONPRO_REAUTH_SECONDS", 300)
+# The key inventory's admin actions (rotate, re-encrypt, retire) need a recent re-authentication.
+NEONPRO_KEYS_ADMIN_ACTION_GUARD = "neonpro.accounts.reauth.reauth_required_action"
+NEONPRO_RECOVERY_CODES = env_int("NEONPRO_RECOVERY_CODES", 10)
+OTP_TOTP_ISSUER = os.environ.get("NEONPRO_TOTP_ISSUER", "NeonPro Records")
+# Seconds of wait after each wrong code, doubling (django-otp's throttling).
+NEONPRO_TOTP_THROTTLE_FACTOR = env_int("NEONPRO_TOTP_THROTTLE_FACTOR", 1)
 
 # -- Sessions ------------------------------------------------------------------------------
 # Our own store (docs/sessions.md): the database holds a keyed hash of each session token and

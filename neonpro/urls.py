@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from neonpro.accounts import api as accounts_api
-from neonpro.accounts import session_api, session_views
+from neonpro.accounts import session_api, session_views, signin_views
 from neonpro.accounts import views as accounts_views
 from neonpro.security import views as security_views
 from patients import api as patients_api
@@ -16,6 +16,7 @@ api_v1 = [
     # -- Sessions: the caller's own browser sessions
     path("sessions/", session_api.SessionListView.as_view(), name="session-list"),
     path("sessions/<uuid:pk>/", session_api.SessionDetailView.as_view(), name="session-detail"),
+    path("reauth/", signin_views.ReauthAPIView.as_view(), name="api-reauth"),
     path("patients/", patients_api.PatientListView.as_view(), name="patient-list"),
     path("patients/search/", patients_api.PatientSearchView.as_view(), name="patient-search"),
     path("patients/<uuid:pk>/", patients_api.PatientDetailView.as_view(), name="patient-detail"),
@@ -39,12 +40,33 @@ urlpatterns = [
     path("readyz", security_views.readyz, name="readyz"),
     # Browsers ask for /favicon.ico on every page that names none (the admin's).
     path("favicon.ico", security_views.favicon, name="favicon"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(template_name="registration/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    # -- Sign-in (docs/sign-in.md) --
+    path("accounts/login/", signin_views.SignInView.as_view(), name="login"),
+    path("accounts/login/verify/", signin_views.verify_view, name="signin_verify"),
+    path("accounts/login/enrol/", signin_views.enrol_view, name="signin_enrol"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/reauth/", signin_views.reauth_view, name="reauth"),
+    path("accounts/mfa/", signin_views.settings_view, name="mfa"),
+    path("accounts/mfa/authenticator/", signin_views.replace_view, name="mfa_replace"),
+    path("accounts/mfa/recovery-codes/", signin_views.recovery_codes_view, name="mfa_recovery_codes"),
+    path("accounts/mfa/remove/", signin_views.remove_view, name="mfa_remove"),
+    path("accounts/password/reset/", signin_views.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "accounts/password/reset/done/",
+        auth_views.PasswordResetDoneView.as_view(template_name="registration/password_reset_done.html"),
+        name="password_reset_done",
+    ),
+    path(
+        "accounts/password/reset/<uidb64>/<token>/",
+        signin_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "accounts/password/reset/complete/",
+        auth_views.PasswordResetCompleteView.as_view(template_name="registration/password_reset_complete.html"),
+        name="password_reset_complete",
+    ),
+    # -- end of sign-in --
     path("accounts/password/change/", accounts_views.PasswordChangeView.as_view(), name="password_change"),
     path(
         "accounts/password/change/done/", accounts_views.PasswordChangeDoneView.as_view(), name="password_change_done"

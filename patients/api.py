@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from neonpro.accounts.reauth import require_recent_reauth
 from neonpro.accounts.sessions import rotate_session
 from neonpro.security.access import get_visible
 from neonpro.security.api import HasCareRole, IsClinician, identity_of
@@ -85,6 +86,7 @@ class EmergencyAccessView(APIView):
     permission_classes = [IsAuthenticated, IsClinician]
 
     def post(self, request: Request, pk: uuid.UUID) -> Response:
+        require_recent_reauth(request)  # 403 reauth_required: password and code again first
         serializer = EmergencyAccessSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

@@ -2,7 +2,9 @@
 
 Everything is written through the same services the app uses, under an explicit system
 context. Passwords are random, returned to the caller to show once, and never stored in
-plaintext; ``reset_demo_passwords`` issues new ones (audited) when they are lost.
+plaintext; ``reset_demo_passwords`` issues new ones (audited) when they are lost. Every demo
+account has an authenticator enrolled (clinicians and administrators must): its secret is
+returned with the password, to type into an authenticator app.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from neonpro.accounts.mfa import enrol_with_secret
 from neonpro.accounts.services import ensure_administrators_group
 from neonpro.accounts.signals import account_change_via
 from neonpro.security.context import system_context
@@ -41,6 +44,7 @@ class Credential:
     username: str
     role: str
     password: str
+    totp_secret: str = ""  # base32, for an authenticator app (neonpro.accounts.mfa)
 
 
 def demo_present() -> bool:
@@ -61,7 +65,7 @@ def seed_demo() -> list[Credential]:
             )
             if is_admin:  # what a deployment's administrators get, not a superuser
                 users[username].groups.add(ensure_administrators_group())
-            credentials.append(Credential(username, role, password))
+            credentials.append(Credential(username, role, password, enrol_with_secret(users[username])))
         patients = {}
         for name, dob, mrn, ssn, email, phone in DEMO_PATIENTS:
             user = users["patient.ada"] if mrn == "MRN-000101" else None
@@ -76,7 +80,8 @@ def seed_demo() -> list[Credential]:
 
 
 def reset_demo_passwords() -> list[Credential]:
-    """New random passwords for the demo accounts that exist (each change audited)."""
+    """New random passwords and authenticator secrets for the demo accounts that exist (each
+    change audited; their sessions end)."""
     credentials = []
     user_model = get_user_model()
     with transaction.atomic():
@@ -88,7 +93,7 @@ def reset_demo_passwords() -> list[Credential]:
             with account_change_via("demo_reset_passwords"):  # audited by neonpro.accounts.signals
                 user.set_password(password)
                 user.save(update_fields=["password"])
-            credentials.append(Credential(username, user.role, password))
+            credentials.append(Credential(username, user.role, password, enrol_with_secret(user)))
     return credentials
 
 

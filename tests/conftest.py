@@ -304,6 +304,32 @@ def care_team(db: None) -> Callable[..., Any]:
     return add
 
 
+def sign_in_as(client: Any, user: Any, *, reauthenticated: bool = True) -> Any:
+    """Named bypass: the session the two-step sign-in leaves (neonpro.accounts.signin) —
+    signed in, verified by a second factor where the user needs one (an authenticator is
+    enrolled for them), and re-authenticated just now — without typing a password and code.
+    Tests of sign-in itself go through the real views (tests/accounts/test_signin_*.py)."""
+    import time
+
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from neonpro.accounts import mfa
+    from neonpro.accounts.mfa_models import TOTPDevice
+    from neonpro.accounts.signin import REAUTH_AT
+
+    client.force_login(user)
+    session = client.session
+    if mfa.needs_second_factor(user):
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        if device is None:
+            device = TOTPDevice.create_with_key(user=user, key=os.urandom(20), confirmed=True)
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    if reauthenticated:
+        session[REAUTH_AT] = int(time.time())
+    session.save()
+    return client
+
+
 @pytest.fixture
 def api(client: Any) -> Any:
     """JSON over HTTPS as a given user: ``api(user).get(url)`` / ``.post(url, data)``."""
@@ -314,7 +340,7 @@ def api(client: Any) -> Any:
         def __init__(self, user: Any) -> None:
             self.client = Client()
             if user is not None:
-                self.client.force_login(user)
+                sign_in_as(self.client, user)
 
         def get(self, url: str) -> Any:
             return self.client.get(url, secure=True)

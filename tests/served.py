@@ -24,7 +24,9 @@ import psycopg
 BASE_DIR = Path(__file__).resolve().parents[1]
 MANAGE = str(BASE_DIR / "manage.py")
 STARTUP_TIMEOUT = 60.0
-_CREDENTIAL = re.compile(r"^\s+(?P<username>\S+)\s+(?P<role>patient|clinician|admin|agent)\s+(?P<password>\S+)\s*$")
+_CREDENTIAL = re.compile(
+    r"^\s+(?P<username>\S+)\s+(?P<role>patient|clinician|admin|agent)\s+(?P<password>\S+)(?:\s+(?P<totp>[A-Z2-7]{16,}))?\s*$"
+)
 
 
 @dataclass
@@ -35,7 +37,8 @@ class ServedApp:
     log: Path
     database: str
     env: dict[str, str]
-    credentials: dict[str, str] = field(default_factory=dict)
+    credentials: dict[str, str] = field(default_factory=dict)  # username -> password
+    totp_secrets: dict[str, str] = field(default_factory=dict)  # username -> base32 authenticator secret
     process: subprocess.Popen[bytes] | None = None
 
     def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -59,12 +62,42 @@ def free_port() -> int:
 
 def parse_credentials(output: str) -> dict[str, str]:
     """``username -> password`` from the account table ``demo seed`` / ``demo reset-passwords`` print."""
+    return {username: password for username, (password, _) in _parse(output).items()}
+
+
+def parse_totp_secrets(output: str) -> dict[str, str]:
+    """``username -> base32 authenticator secret`` from the same table."""
+    return {username: secret for username, (_, secret) in _parse(output).items() if secret}
+
+
+def _parse(output: str) -> dict[str, tuple[str, str]]:
     found = {}
     for line in output.splitlines():
         match = _CREDENTIAL.match(line)
         if match:
-            found[match["username"]] = match["password"]
+            found[match["username"]] = (match["password"], match["totp"] or "")
     return found
+
+
+_LAST_STEP: dict[str, int] = {}
+
+
+def totp_code(secret: str, *, account: str = "") -> str:
+    """A current code for a base32 ``secret``, as an authenticator app shows it — never one
+    the server has accepted for ``account`` already (a code works once): the next time step's
+    code when this step's was used (the server accepts one step ahead), and past that a wait
+    for the clock's next step."""
+    import base64
+
+    from django_otp.oath import totp
+
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    now = int(time.time()) // 30
+    step = max(now, _LAST_STEP.get(account, -1) + 1)
+    if step > now + 1:
+        time.sleep((step - 1) * 30 - time.time() + 0.05)  # the clock itself is what is awaited
+    _LAST_STEP[account] = step
+    return f"{totp(key, step=30, digits=6, drift=step - int(time.time()) // 30):06d}"
 
 
 def clone_database(admin_dsn: str, *, template: str, name: str, owner: str) -> None:
@@ -119,6 +152,7 @@ def start_served_app(
     if seeded.returncode != 0:
         raise RuntimeError(f"demo seed failed:\n{seeded.stdout}\n{seeded.stderr}")
     app.credentials = parse_credentials(seeded.stdout)
+    app.totp_secrets = parse_totp_secrets(seeded.stdout)
     with app.log.open("wb") as out:
         app.process = subprocess.Popen(
             [sys.executable, MANAGE, "serve", "--host", "127.0.0.1", "--port", str(port)],

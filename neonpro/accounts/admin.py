@@ -11,6 +11,7 @@ do not learn who the patients are.
   them by opaque id only (no username, name or email), to deactivate or reset one.
 * Every change is in the audit chain (``neonpro.accounts.signals``).
 * "End all sessions" signs an account out everywhere (``end_all_sessions``), audited.
+* "Unlock sign-in" lifts a lock-out after repeated failures (``neonpro.accounts.lockout``).
 """
 
 from __future__ import annotations
@@ -131,8 +132,17 @@ class UserAdmin(_TemporaryPasswordMixin, BaseUserAdmin):
         (None, {"classes": ("wide",), "fields": ("username", "role", "first_name", "last_name", "email")}),
     )
 
+    actions = ["unlock_sign_in"]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).exclude(role=User.Role.PATIENT)
+
+    @admin.action(description="Unlock sign-in (forget failed attempts)", permissions=["change"])
+    def unlock_sign_in(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        from neonpro.accounts.lockout import unlock
+
+        removed = sum(unlock(username=user.get_username()) for user in queryset)
+        self.message_user(request, f"Sign-in unlocked for {queryset.count()} account(s) ({removed} record(s) removed).")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         fields = set(super().get_readonly_fields(request, obj)) | {"must_change_password", "last_login", "date_joined"}

@@ -14,6 +14,9 @@ class AccountsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from neonpro.accounts import signals  # noqa: F401 - every account change is audited
+        from neonpro.accounts.signin_events import install  # every sign-in event too; the admin requires OTP
+
+        install()
 
         post_migrate.connect(_administrators_group, dispatch_uid="neonpro-administrators-group")
 

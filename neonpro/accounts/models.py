@@ -96,4 +96,5 @@ class AccountChange(models.Model):
         return f"Account change {self.pk} ({self.table_name} {self.operation})"
 
 
+from neonpro.accounts.mfa_models import RecoveryCode, RecoveryCodeSet, TOTPDevice  # noqa: E402, F401
 from neonpro.accounts.session_models import UserSession  # noqa: E402,F401 - the session store's table

@@ -25,7 +25,10 @@ class _Actor:
 
 @receiver(user_logged_in)
 def _logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    record_event("auth.login", actor=_Actor(user), resource_type="accounts.user", resource_id=user.pk)
+    # The second factor that verified the sign-in (django-otp's device), by kind: "none" for a password only.
+    device = getattr(user, "otp_device", None)
+    details = {"second_factor": device._meta.model_name if device is not None else "none"}
+    record_event("auth.login", actor=_Actor(user), resource_type="accounts.user", resource_id=user.pk, details=details)
 
 
 @receiver(user_logged_out)
@@ -36,6 +39,8 @@ def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 @receiver(user_login_failed)
 def _login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+    if credentials.get("neonpro_stage"):
+        return  # a second-factor or re-authentication failure: neonpro.accounts.signin_events records it
     username = str(credentials.get("username", "")).strip().casefold()
     record_event(
         "auth.login_failed",

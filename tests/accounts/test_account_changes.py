@@ -19,6 +19,8 @@ from neonpro.accounts.models import Notification, User
 from neonpro.accounts.services import ensure_administrators_group
 from neonpro.audit.models import AuditEvent
 from neonpro.audit.services import bind_request, unbind_request
+from tests.accounts.signin_helpers import sign_in
+from tests.conftest import sign_in_as
 from tests.errors import error_code, error_message
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +41,7 @@ def clinician(user_factory: Any) -> User:
 
 def _client(user: User) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 
@@ -100,7 +102,7 @@ def test_a_temporary_password_only_lets_its_owner_choose_a_new_one(admin_user: U
     )
     temporary = _temporary_password(page.content.decode())
     user = Client()
-    assert user.login(username=clinician.username, password=temporary)
+    assert sign_in(user, clinician.username, temporary)
     start = _mark()
 
     home = user.get("/", secure=True)
@@ -222,7 +224,7 @@ def test_a_groups_permissions_are_audited(admin_user: User) -> None:
 def test_signing_in_records_no_account_change(clinician: User) -> None:
     start = _mark()
 
-    Client().login(username=clinician.username, password=STRONG)  # saves last_login
+    assert sign_in(Client(), clinician.username, STRONG)  # saves last_login
 
     assert not [e for e in _events(start) if e.action.startswith("account.")]
 
@@ -414,7 +416,7 @@ def test_the_user_hears_of_a_reset_by_email_and_on_their_home_page(admin_user: U
     assert message.to == ["grey@hospital.example"] and "administrator" in message.body
     assert temporary not in message.body
     user = Client()
-    user.login(username=clinician.username, password=temporary)
+    assert sign_in(user, clinician.username, temporary)
     user.post(
         "/accounts/password/change/",
         {"old_password": temporary, "new_password1": "mine from now on", "new_password2": "mine from now on"},
@@ -429,7 +431,7 @@ def test_the_temporary_password_cannot_be_kept(admin_user: User, clinician: User
 
     temporary = issue_temporary_password(admin_user, clinician, actor_password=STRONG)
     user = Client()
-    user.login(username=clinician.username, password=temporary)
+    assert sign_in(user, clinician.username, temporary)
 
     page = user.post(
         "/accounts/password/change/",

@@ -11,6 +11,7 @@ from django.test import Client
 
 from neonpro.audit.models import AuditEvent
 from tests.audit.conftest import audit_rows_as_text, last_event_id
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -30,8 +31,12 @@ def account(user_factory: Any) -> Any:
 
 
 def test_a_successful_login_is_audited(client: Client, account: Any) -> None:
+    from tests.accounts.signin_helpers import code, enrol
+
+    device = enrol(account)  # a clinician: password, then a code
     start = last_event_id()
-    response = client.post(LOGIN, {"username": USERNAME, "password": PASSWORD}, secure=True)
+    client.post(LOGIN, {"username": USERNAME, "password": PASSWORD}, secure=True)
+    response = client.post("/accounts/login/verify/", {"token": code(device)}, secure=True)
     assert response.status_code == 302
     (event,) = [e for e in _events_after(start) if e.action.startswith("auth.")]
     assert (event.action, event.outcome) == ("auth.login", "success")
@@ -42,7 +47,7 @@ def test_a_successful_login_is_audited(client: Client, account: Any) -> None:
 
 
 def test_a_logout_is_audited(client: Client, account: Any) -> None:
-    client.force_login(account)
+    sign_in_as(client, account)
     start = last_event_id()
     response = client.post(LOGOUT, secure=True)
     assert response.status_code == 302

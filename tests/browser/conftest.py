@@ -75,15 +75,30 @@ def browser(chromium: Any, served_app: Any) -> Iterator[Any]:
     forget()
 
 
-def sign_in(browser: Any, app: Any, username: str, password: str | None = None) -> None:
-    """Fill in and submit the sign-in form as a person would (keyboard into the fields, click)."""
+def submit(browser: Any) -> None:
+    """Click the form's submit button and wait for the next page."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
+    button = browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]")
+    button.click()
+    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(button))  # the next page loaded
+
+
+def sign_in(browser: Any, app: Any, username: str, password: str | None = None, *, code: str | None = None) -> None:
+    """Fill in and submit the sign-in form as a person would (keyboard into the fields, click),
+    then, when the code step follows, the current code of the account's authenticator
+    (computed from its secret, as the app on a phone would; ``code`` types another)."""
+    from selenium.webdriver.common.by import By
+
+    from tests.served import totp_code
+
     browser.get(f"{app.url}/accounts/login/")
     browser.find_element(By.ID, "id_username").send_keys(username)
     browser.find_element(By.ID, "id_password").send_keys(password or app.credentials[username])
-    button = browser.find_element(By.CSS_SELECTOR, "form button[type=submit]")
-    button.click()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(button))  # the next page loaded
+    submit(browser)
+    if browser.current_url.startswith(f"{app.url}/accounts/login/verify/"):
+        token = code if code is not None else totp_code(app.totp_secrets[username], account=username)
+        browser.find_element(By.ID, "id_token").send_keys(token)
+        submit(browser)

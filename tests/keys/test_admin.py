@@ -9,6 +9,7 @@ from django.test import Client
 
 from keys.models import DataKey
 from neonpro.audit.models import AuditEvent
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +21,7 @@ def superuser(user_factory):  # type: ignore[no-untyped-def]
 
 def _client(user) -> Client:  # type: ignore[no-untyped-def]
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

@@ -275,7 +275,10 @@ def test_searchable_fields_index_new_values_under_the_active_key(rotated_index: 
 
 def test_failed_login_fingerprints_use_the_active_index_key(rotated_index: tuple[DataKey, DataKey]) -> None:
     old, new = rotated_index
-    assert authenticate(username="nobody-such", password="wrong") is None
+    from django.test import RequestFactory
+
+    request = RequestFactory().post("/accounts/login/")  # django-axes needs the request
+    assert authenticate(request, username="nobody-such", password="wrong") is None
     event = AuditEvent.objects.filter(action="auth.login_failed").order_by("-id").first()
     assert event is not None
     assert bytes.fromhex(event.details["username_fingerprint"])[:4] == _prefix(new) != _prefix(old)

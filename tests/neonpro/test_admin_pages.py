@@ -20,6 +20,7 @@ from neonpro.audit.models import AuditEvent
 from neonpro.audit.services import record_event
 from neonpro.security.context import system_context
 from patients.models import CareTeamMembership, EmergencyAccessGrant
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 NEXT = re.compile(r'<a href="([^"]+)" class="next-page end">Next page</a>')
@@ -29,7 +30,7 @@ def admin_client(user: Any) -> Client:
     user.is_superuser = True
     user.save()
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

@@ -11,6 +11,7 @@ from django.contrib.staticfiles import finders
 from django.test import Client, RequestFactory
 
 from neonpro.security import errors
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +37,7 @@ def _json_error(response: Any, status: int) -> dict[str, Any]:
 )
 def test_unmatched_api_urls_answer_json_404(world: Any, path: str) -> None:
     client = Client()
-    client.force_login(world.doctor)
+    sign_in_as(client, world.doctor)
 
     body = _json_error(client.get(path, secure=True), 404)
 
@@ -45,7 +46,7 @@ def test_unmatched_api_urls_answer_json_404(world: Any, path: str) -> None:
 
 def test_unmatched_page_urls_answer_an_html_404(world: Any) -> None:
     client = Client()
-    client.force_login(world.doctor)
+    sign_in_as(client, world.doctor)
 
     response = client.get("/no-such-page/", secure=True)
 
@@ -55,7 +56,7 @@ def test_unmatched_page_urls_answer_an_html_404(world: Any) -> None:
 
 def test_api_post_without_csrf_token_is_a_json_403(world: Any) -> None:
     client = Client(enforce_csrf_checks=True)
-    client.force_login(world.doctor)
+    sign_in_as(client, world.doctor)
 
     response = client.post(
         "/api/v1/patients/search/", {"field": "mrn", "value": "X"}, content_type="application/json", secure=True
@@ -102,7 +103,7 @@ def test_favicon_is_served_not_a_404(client: Client) -> None:
 @pytest.mark.parametrize("depth", [33, 200, 5000])
 def test_deeply_nested_json_is_a_400_not_a_500(world: Any, depth: int) -> None:
     client = Client()
-    client.force_login(world.doctor)
+    sign_in_as(client, world.doctor)
     body = '{"field": "mrn", "value": ' + "[" * depth + "]" * depth + "}"
 
     response = client.post("/api/v1/patients/search/", body, content_type="application/json", secure=True)
@@ -112,7 +113,7 @@ def test_deeply_nested_json_is_a_400_not_a_500(world: Any, depth: int) -> None:
 
 def test_ordinary_nesting_still_parses(world: Any) -> None:
     client = Client()
-    client.force_login(world.doctor)
+    sign_in_as(client, world.doctor)
     body = json.dumps({"field": "mrn", "value": [[["x"]]]})
 
     response = client.post("/api/v1/patients/search/", body, content_type="application/json", secure=True)

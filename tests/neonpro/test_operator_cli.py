@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from tests.conftest import sign_in_as
 from tests.served import free_port, parse_credentials
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -49,7 +50,9 @@ def _can_sign_in(site: Install, username: str, password: str) -> bool:
     check = site.manage(
         "shell",
         "-c",
-        f"from django.contrib.auth import authenticate; print(authenticate(username={username!r}, "
+        # (django-axes wants the request a password arrives with)
+        "from django.contrib.auth import authenticate; from django.test import RequestFactory; "
+        f"print(authenticate(RequestFactory().post('/accounts/login/'), username={username!r}, "
         f"password={password!r}) is not None)",
     )
     assert check.returncode == 0, check.stderr
@@ -110,7 +113,7 @@ def test_audit_export_into_a_closed_pipe_stops_quietly(install: Install) -> None
 def test_admin_says_no_scheduler_runs_in_the_embedded_mode(settings: Any, user_factory: Any) -> None:
     admin_user = user_factory("admin", is_staff=True, is_superuser=True)
     client = Client()
-    client.force_login(admin_user)
+    sign_in_as(client, admin_user)
     url = "/admin/django_celery_beat/periodictask/"
 
     settings.CELERY_TASK_ALWAYS_EAGER, settings.CELERY_BROKER_URL = True, "memory://"

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.served import totp_code
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 pytestmark = pytest.mark.django_db  # the served app runs on a clone of the test database
 
@@ -31,8 +33,11 @@ def test_the_curl_quick_start_signs_in_lists_and_searches(served_app: Any, tmp_p
     script = _block("sh", "<!-- quickstart")
     first, rest = script.split("\n", 1)
     assert first.startswith("BASE=https://localhost:8443 CA=var/tls/dev-cert.pem USERNAME=dr.house PASSWORD=")
+    assert first.endswith(" CODE='…'")
+    code = totp_code(served_app.totp_secrets["dr.house"], account="dr.house")  # what the app shows
     values = (
         f"BASE={served_app.url} CA={served_app.cert} USERNAME=dr.house PASSWORD='{served_app.credentials['dr.house']}'"
+        f" CODE={code}"
     )
 
     result = subprocess.run(
@@ -56,6 +61,10 @@ def test_the_python_quick_start_does_the_same(served_app: Any, tmp_path: Path) -
     code = code.replace('"https://localhost:8443"', repr(served_app.url))
     code = code.replace('"var/tls/dev-cert.pem"', repr(str(served_app.cert)))
     code = code.replace('"password": "…"', f'"password": {served_app.credentials["dr.house"]!r}')
+    assert '"token": "123456"' in code
+    code = code.replace(
+        '"token": "123456"', f'"token": {totp_code(served_app.totp_secrets["dr.house"], account="dr.house")!r}'
+    )
 
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
 

@@ -72,6 +72,18 @@ def _signed_in(app: ServedApp, username: str = "dr.house") -> requests.Session:
         },
         timeout=10,
     )
+    if "/accounts/login/verify/" in answer.url:  # the second step: a code from the authenticator
+        from tests.served import totp_code
+
+        answer = session.post(
+            f"{app.url}/accounts/login/verify/",
+            headers={"Referer": f"{app.url}/accounts/login/verify/"},
+            data={
+                "token": totp_code(app.totp_secrets[username], account=username),
+                "csrfmiddlewaretoken": session.cookies["__Host-csrftoken"],
+            },
+            timeout=10,
+        )
     assert answer.status_code == 200 and "/accounts/login/" not in answer.url
     return session
 

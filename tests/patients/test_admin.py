@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from neonpro.security.context import system_context
 from patients.models import EmergencyAccessGrant
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +26,7 @@ def test_admin_reviews_grants_and_care_teams_without_seeing_patients(world) -> N
     world.admin.is_superuser = True
     world.admin.save()
     client = Client()
-    client.force_login(world.admin)
+    sign_in_as(client, world.admin)
     grants = client.get("/admin/patients/emergencyaccessgrant/", secure=True)
     assert grants.status_code == 200
     assert str(world.bob.pk) in grants.content.decode()

@@ -19,6 +19,7 @@ from neonpro.accounts.services import ensure_privacy_officers_group
 from neonpro.audit.models import AuditEvent
 from patients import break_glass
 from patients.models import EmergencyAccessGrant
+from tests.conftest import sign_in_as
 from tests.errors import error_code, error_message
 
 pytestmark = pytest.mark.django_db
@@ -134,7 +135,7 @@ def _reload(grant: EmergencyAccessGrant) -> EmergencyAccessGrant:
 
 def _admin(user: Any) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

@@ -16,7 +16,9 @@ RESET_HINT = "python manage.py demo reset-passwords"
 
 
 def credentials_table(credentials: list[Credential]) -> list[str]:
-    return [f"  {c.username:<12} {c.role:<10} {c.password}" for c in credentials]
+    """Username, role, password and authenticator secret (base32: add it to an authenticator
+    app, e.g. "enter a setup key", time-based), one account a line."""
+    return [f"  {c.username:<12} {c.role:<10} {c.password:<18} {c.totp_secret}" for c in credentials]
 
 
 def sign_in_banner(host: str, port: int, credentials: list[Credential], tls_dir: str) -> list[str]:
@@ -28,7 +30,8 @@ def sign_in_banner(host: str, port: int, credentials: list[Credential], tls_dir:
         f"  Certificate   {tls_dir}/dev-cert.pem (self-signed: your browser will warn once)",
     ]
     if credentials:
-        lines.append("Demo accounts (passwords shown only now):")
+        lines.append("Demo accounts (passwords shown only now, each with its authenticator secret: add the secret")
+        lines.append("to an authenticator app as a time-based setup key, then sign in with the password and its code):")
         lines += credentials_table(credentials)
     else:
         names = ", ".join(f"{username} ({role})" for username, role, _ in DEMO_USERS)
@@ -71,13 +74,17 @@ class Command(BaseCommand):
                 )
                 return
             self.stdout.write(
-                f"Created {len(DEMO_PATIENTS)} demo patients and these accounts (passwords shown only now):"
+                f"Created {len(DEMO_PATIENTS)} demo patients and these accounts "
+                "(passwords and authenticator secrets shown only now):"
             )
         else:
             credentials = reset_demo_passwords()
             if not credentials:
                 raise CommandError("no demo accounts here: create them with `python manage.py demo seed`")
-            self.stdout.write("New passwords for the demo accounts (shown only now; the old ones no longer work):")
+            self.stdout.write(
+                "New passwords and authenticator secrets for the demo accounts "
+                "(shown only now; the old ones no longer work):"
+            )
         for line in credentials_table(credentials):
             self.stdout.write(line)
 
@@ -94,7 +101,7 @@ class Command(BaseCommand):
             call_command("serve", host=host, port=port, banner=banner)
         except CommandError:
             if credentials:  # created but never shown: show them before giving up
-                self.stderr.write("The demo accounts were created; their passwords (shown only now):")
+                self.stderr.write("The demo accounts were created; their passwords and secrets (shown only now):")
                 for line in credentials_table(credentials):
                     self.stderr.write(line)
             raise
