@@ -9,7 +9,8 @@ row-level security in force, against a throw-away database ``neonpro_bench_api``
 each run). The server is bench/api_server.py: ``manage.py serve`` with a CPU-time account of
 the crypto core (``keys.crypto``'s encrypt, decrypt, blind index and MAC functions).
 
-This process (the second one) signs ``--clients`` clinicians in through the real form and
+This process (the second one) signs the clinicians in through the real form (password, then
+the code of an authenticator enrolled at seeding) and
 drives the server over loopback TLS with one keep-alive connection each, without think time,
 for ``--duration`` seconds per workload:
 
@@ -94,6 +95,7 @@ def seed(clinicians: int, team: int, records: int) -> list[dict[str, Any]]:
             for c in range(clinicians)
         ]
         User.objects.bulk_create(users)
+        benchdb.enrol_totp(users)  # clinicians sign in with a second factor
         for c, user in enumerate(users):
             patients = [
                 Patient(
@@ -235,6 +237,18 @@ class Client:
             "/accounts/login/",
             body=form,
             headers={"Content-Type": "application/x-www-form-urlencoded", "Referer": f"{ORIGIN}/accounts/login/"},
+        )
+        if status != 302:
+            sys.exit(f"the password step of {username} answered {status}")
+        code = f"token={benchdb.totp_now(username)}&csrfmiddlewaretoken={match[1]}".encode()
+        status, _, _ = self.request(
+            "POST",
+            "/accounts/login/verify/",
+            body=code,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Referer": f"{ORIGIN}/accounts/login/verify/",
+            },
         )
         if status != 302 or "__Host-sessionid" not in self.cookies:
             sys.exit(f"sign-in of {username} failed with {status}")

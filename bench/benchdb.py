@@ -98,3 +98,24 @@ def use_app_role() -> None:
 def owner() -> psycopg.Connection[Any]:
     """An autocommit connection as the owner, for untimed housekeeping."""
     return psycopg.connect(**conninfo(OWNER_ROLE, SERVER["dbname"]), autocommit=True)
+
+
+# -- The second factor: clinicians sign in with a code (neonpro/accounts/mfa.py) ------------
+def totp_key(username: str) -> bytes:
+    """A fixed authenticator secret per synthetic account (the accounts are throw-away)."""
+    return hashlib.sha256(f"neonpro bench totp {username}".encode()).digest()[:20]
+
+
+def enrol_totp(users: list[Any]) -> None:
+    """A confirmed authenticator for each user (as the system identity, inside the caller's seeding)."""
+    from neonpro.accounts.mfa_models import TOTPDevice
+
+    for user in users:
+        TOTPDevice.create_with_key(user=user, key=totp_key(user.username), confirmed=True)
+
+
+def totp_now(username: str) -> str:
+    """The code the user's authenticator app shows now."""
+    from django_otp.oath import totp
+
+    return f"{totp(totp_key(username)):06d}"

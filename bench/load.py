@@ -12,7 +12,8 @@ throw-away database ``neonpro_bench_load`` (recreated each run) on the PostgreSQ
 
 Seeded (untimed, as the system identity): one clinician per client of the largest level, each
 with a care team of ``--patients / clinicians`` patients holding ``--records`` records each.
-Every clinician then signs in through the real form (GET the page, its CSRF cookie, POST), one
+Every clinician then signs in through the real form (GET the page, its CSRF cookie, POST the
+password, then POST the code of its authenticator, enrolled at seeding), one
 thread per client with its own cookie jar and keep-alive connection.
 
 Measured, per client count: for ``--duration`` seconds every client loops over the five-endpoint
@@ -117,6 +118,7 @@ def seed(clinicians: int, patients: int, records: int) -> list[dict[str, Any]]:
             for c in range(clinicians)
         ]
         User.objects.bulk_create(users, batch_size=1000)
+        benchdb.enrol_totp(users)  # clinicians sign in with a second factor
         rows = [
             Patient(
                 id=uuid.uuid4(),
@@ -324,6 +326,23 @@ class Client:
                 refused += 1
                 time.sleep(float(headers.get("Retry-After", "1")))
                 continue
+            if status != 302 or headers.get("Location") != "/accounts/login/verify/":
+                return status, time.perf_counter() - started, refused
+            while time.perf_counter() - started < give_up:  # the second factor: the app's code
+                code = f"token={benchdb.totp_now(username)}&csrfmiddlewaretoken={match[1]}".encode()
+                status, headers, _ = self.request(
+                    "POST",
+                    "/accounts/login/verify/",
+                    body=code,
+                    headers={
+                        "Content-Type": "application/x-www-form-urlencoded",
+                        "Referer": f"{ORIGIN}/accounts/login/verify/",
+                    },
+                )
+                if status != 503:
+                    break
+                refused += 1
+                time.sleep(float(headers.get("Retry-After", "1")))
             ok = status == 302 and "__Host-sessionid" in self.cookies
             return (200 if ok else status), time.perf_counter() - started, refused
         return 503, time.perf_counter() - started, refused

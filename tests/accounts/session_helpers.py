@@ -34,8 +34,16 @@ def form_token(client: Client, url: str) -> str:
 
 
 def sign_in(user: Any, client: Client | None = None, **kwargs: Any) -> Client:
-    """POST the sign-in form (after loading it, for its CSRF token) as ``user``."""
+    """POST the sign-in form (after loading it, for its CSRF token) as ``user``, then the code of
+    their authenticator where one is needed (enrolled first for a role that must have one)."""
+    from neonpro.accounts import mfa
+    from neonpro.accounts.mfa_models import TOTPDevice
+    from tests.accounts.signin_helpers import enrol, fresh_code
+
     client = client or browser_client(**kwargs)
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None and mfa.mfa_required(user):
+        device = enrol(user)
     token = form_token(client, "/accounts/login/")
     answer = client.post(
         "/accounts/login/",
@@ -44,6 +52,16 @@ def sign_in(user: Any, client: Client | None = None, **kwargs: Any) -> Client:
         headers=same_origin("/accounts/login/"),
     )
     assert answer.status_code == 302, answer.content.decode()[:500]
+    if answer["Location"].startswith("/accounts/login/verify/"):
+        assert device is not None
+        token = form_token(client, "/accounts/login/verify/")
+        answer = client.post(
+            "/accounts/login/verify/",
+            {"token": fresh_code(device), "csrfmiddlewaretoken": token},
+            secure=True,
+            headers=same_origin("/accounts/login/verify/"),
+        )
+        assert answer.status_code == 302 and not answer["Location"].startswith("/accounts/login/"), answer
     return client
 
 
