@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 
 from neonpro.security.error_body import error_body, flatten_fields, validation_body
+from tests.conftest import sign_in_as
 from tests.errors import error_code, error_fields, error_message, error_of
 
 pytestmark = pytest.mark.django_db
@@ -46,8 +47,7 @@ def test_a_validation_failure_names_each_field_and_repeats_no_value(api: Any, wo
 
 
 def test_malformed_json_wrong_media_type_and_wrong_method(world: Any) -> None:
-    client = Client()
-    client.force_login(world.doctor)
+    client = sign_in_as(Client(), world.doctor)
 
     malformed = client.post("/api/v1/patients/", "{not json", content_type="application/json", secure=True)
     form = client.post("/api/v1/patients/", {"full_name": "x"}, secure=True)

@@ -45,7 +45,14 @@ from django.conf import settings
 
 from tests.conftest import APP_ROLE, OWNER_ROLE, TEST_MASTER_KEY, superuser_dsn
 from tests.faults import CuttableProxy
-from tests.served import BASE_DIR, clone_database, drop_database, free_port, parse_credentials
+from tests.served import (
+    BASE_DIR,
+    clone_database,
+    drop_database,
+    free_port,
+    parse_credentials,
+    parse_totp_secrets,
+)
 
 pytestmark = pytest.mark.django_db
 LOCK_TIMEOUT_MS = 700
@@ -214,6 +221,7 @@ class Production:
     redis: subprocess.Popen[bytes]
     log: Path
     credentials: dict[str, str]
+    totp_secrets: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +278,17 @@ def production(
         process = subprocess.Popen(command, env=env, cwd=BASE_DIR, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, process)
-        yield Production(port, process, name, proxy, redis_port, redis, log, parse_credentials(seeded.stdout))
+        yield Production(
+            port,
+            process,
+            name,
+            proxy,
+            redis_port,
+            redis,
+            log,
+            parse_credentials(seeded.stdout),
+            parse_totp_secrets(seeded.stdout),
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -109,10 +109,12 @@ def test_login_page_over_tls_carries_security_headers_and_host_cookie(server: Se
     assert "domain" not in attributes
 
 
-def test_admin_login_page_is_served(server: Server) -> None:
-    response, _body = _get(server, "/admin/login/")
+def test_admin_login_leads_to_the_two_step_sign_in_page(server: Server) -> None:
+    admin, _ = _get(server, "/admin/login/")
+    response, body = _get(server, "/accounts/login/?next=/admin/")
 
-    assert response.status == 200
+    assert admin.status == 302 and admin.headers["Location"].startswith("/accounts/login/")
+    assert response.status == 200 and 'name="password"' in body
 
 
 def test_plain_http_to_the_tls_port_gets_no_page(server: Server) -> None:
