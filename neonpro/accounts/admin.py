@@ -123,7 +123,7 @@ def end_sessions_action(modeladmin: admin.ModelAdmin[Any], request: HttpRequest,
 
 @admin.register(User)
 class UserAdmin(_TemporaryPasswordMixin, BaseUserAdmin):
-    actions = [end_sessions_action]
+    actions = [end_sessions_action, "unlock_sign_in"]
     list_display = ("username", "role", "is_active", "is_staff", "last_login")
     list_filter = ("role", "is_active", "is_staff")
     fieldsets = (*BaseUserAdmin.fieldsets, ("Role", {"fields": ("role", "must_change_password")}))  # type: ignore[misc]
@@ -131,8 +131,6 @@ class UserAdmin(_TemporaryPasswordMixin, BaseUserAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "role", "first_name", "last_name", "email")}),
     )
-
-    actions = ["unlock_sign_in"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).exclude(role=User.Role.PATIENT)

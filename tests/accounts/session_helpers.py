@@ -33,9 +33,12 @@ def form_token(client: Client, url: str) -> str:
     return match.group(1)
 
 
-def sign_in(user: Any, client: Client | None = None, **kwargs: Any) -> Client:
+def sign_in(user: Any, client: Client | None = None, *, clock: Any = None, **kwargs: Any) -> Client:
     """POST the sign-in form (after loading it, for its CSRF token) as ``user``, then the code of
-    their authenticator where one is needed (enrolled first for a role that must have one)."""
+    their authenticator where one is needed (enrolled first for a role that must have one).
+    A code works once: a test signing one user in more than twice (several devices) passes its
+    time_machine ``clock``, which moves to the next 30-second step when the codes run out
+    (``signin_helpers.fresh_code``)."""
     from neonpro.accounts import mfa
     from neonpro.accounts.mfa_models import TOTPDevice
     from tests.accounts.signin_helpers import enrol, fresh_code
@@ -57,7 +60,7 @@ def sign_in(user: Any, client: Client | None = None, **kwargs: Any) -> Client:
         token = form_token(client, "/accounts/login/verify/")
         answer = client.post(
             "/accounts/login/verify/",
-            {"token": fresh_code(device), "csrfmiddlewaretoken": token},
+            {"token": fresh_code(device, clock=clock), "csrfmiddlewaretoken": token},
             secure=True,
             headers=same_origin("/accounts/login/verify/"),
         )
@@ -112,15 +115,28 @@ def served_client(app: Any, *, agent: str = "NeonPro session tests/1.0") -> Any:
 
 
 def served_sign_in(app: Any, username: str, **kwargs: Any) -> tuple[Any, Any]:
-    """(client, the sign-in response) after posting the real form over HTTPS."""
+    """(client, the response that signed in) after posting the real forms over HTTPS: the
+    password, then, where the code step follows, the current code of the account's
+    authenticator (``tests.served.totp_code``: never one the server has accepted already)."""
+    from tests.served import totp_code
+
     client = served_client(app, **kwargs)
-    page = client.get("/accounts/login/")
-    match = _TOKEN.search(page.text)
-    assert match, page.status_code
-    answer = client.post(
-        "/accounts/login/",
-        data={"username": username, "password": app.credentials[username], "csrfmiddlewaretoken": match.group(1)},
-        headers={"Origin": app.url, "Referer": f"{app.url}/accounts/login/"},
-    )
+    answer = _served_post_form(client, app, "/accounts/login/", username=username, password=app.credentials[username])
     assert answer.status_code == 302, answer.text[:300]
+    if answer.headers["Location"].startswith("/accounts/login/verify/"):
+        token = totp_code(app.totp_secrets[username], account=username)
+        answer = _served_post_form(client, app, "/accounts/login/verify/", token=token)
+        assert answer.status_code == 302, answer.text[:300]
+    assert not answer.headers["Location"].startswith("/accounts/login/"), answer.headers["Location"]
     return client, answer
+
+
+def _served_post_form(client: Any, app: Any, path: str, **data: str) -> Any:
+    page = client.get(path)
+    match = _TOKEN.search(page.text)
+    assert match, f"{path}: {page.status_code}"
+    return client.post(
+        path,
+        data={**data, "csrfmiddlewaretoken": match.group(1)},
+        headers={"Origin": app.url, "Referer": f"{app.url}{path}"},
+    )

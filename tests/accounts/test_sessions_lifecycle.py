@@ -29,6 +29,8 @@ from tests.accounts.session_helpers import (
     sign_in,
     with_cookie,
 )
+from tests.accounts.signin_helpers import code, enrol, sign_in_password, submit_code
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 START = dt.datetime(2030, 3, 4, 8, 0, tzinfo=dt.UTC)
@@ -65,12 +67,31 @@ def test_signing_in_gives_a_new_token_and_the_old_one_finds_nothing(user_factory
     assert is_signed_in(client)
 
 
+def test_the_token_between_password_and_code_dies_when_the_code_is_accepted(user_factory: Any) -> None:
+    user = user_factory("clinician")
+    device = enrol(user)
+    client = browser_client()
+    assert sign_in_password(client, user.username)["Location"].startswith("/accounts/login/verify/")
+    pending = cookie_of(client)
+    (row,) = UserSession.objects.all()
+    assert row.user_id is None and not is_signed_in(with_cookie(pending))  # nobody yet
+
+    assert submit_code(client, code(device))["Location"] == "/"
+
+    assert cookie_of(client) != pending and is_signed_in(client)
+    assert SessionStore(pending).load() == {} and not is_signed_in(with_cookie(pending))
+    assert UserSession.objects.get(user=user).pk == row.pk  # the same session, rotated in place
+    assert _live(user) == {row.pk}
+
+
 def test_signing_in_as_someone_else_replaces_the_session(user_factory: Any) -> None:
     first, second = user_factory("clinician"), user_factory("clinician")
     client = sign_in(first, agent="")  # force_login's session knows no user agent
     old = cookie_of(client)
 
-    client.force_login(second)  # (the sign-in form sends a signed-in user home instead)
+    # Django's login as another user in this session (force_login), then verified by their
+    # authenticator as the code step leaves it (the sign-in form sends a signed-in user home instead).
+    sign_in_as(client, second, reauthenticated=False)
 
     assert cookie_of(client) != old and not UserSession.objects.filter(user=first).exists()
     assert client.get("/api/v1/me/", secure=True).json()["id"] == str(second.pk)
@@ -188,12 +209,13 @@ def test_deactivating_an_account_ends_all_its_sessions(user_factory: Any) -> Non
 # -- privileges -------------------------------------------------------------------------------------
 def test_a_role_or_flag_change_by_someone_else_ends_the_users_sessions(user_factory: Any) -> None:
     user = user_factory("clinician")
-    for change in ({"role": "admin"}, {"is_staff": True}, {"is_superuser": True}):
-        client = sign_in(user)
-        for name, value in change.items():
-            setattr(user, name, value)
-        user.save()
-        assert not is_signed_in(client), change
+    with time_machine.travel(START, tick=False) as clock:  # three sign-ins: the third takes the next code
+        for change in ({"role": "admin"}, {"is_staff": True}, {"is_superuser": True}):
+            client = sign_in(user, clock=clock)
+            for name, value in change.items():
+                setattr(user, name, value)
+            user.save()
+            assert not is_signed_in(client), change
     assert len(_ended("privilege_change")) == 3
 
 
@@ -209,10 +231,11 @@ def test_group_and_permission_changes_end_the_members_sessions(user_factory: Any
         lambda: user.user_permissions.add(permission),
         lambda: user.user_permissions.clear(),
     ]
-    for change in changes:
-        client = sign_in(user)
-        change()
-        assert not is_signed_in(client)
+    with time_machine.travel(START, tick=False) as clock:  # four sign-ins: past two, the next codes
+        for change in changes:
+            client = sign_in(user, clock=clock)
+            change()
+            assert not is_signed_in(client)
     assert len(_ended("privilege_change")) == 4
 
 

@@ -5,11 +5,13 @@ Every state-changing request here is a browser's: CSRF enforced, refused without
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from typing import Any
 
 import pytest
+import time_machine
 from django.core.exceptions import PermissionDenied
 from rest_framework.test import APIClient
 
@@ -32,6 +34,7 @@ from tests.accounts.session_helpers import (
 
 pytestmark = pytest.mark.django_db
 PAGE = "/accounts/sessions/"
+START = dt.datetime(2030, 3, 4, 8, 0, tzinfo=dt.UTC)  # the start of a 30-second code step
 
 
 def _id(client: Any) -> uuid.UUID:
@@ -87,17 +90,18 @@ def test_ending_this_session_from_the_page_signs_out(user_factory: Any) -> None:
 
 def test_ending_all_other_sessions_from_the_page(user_factory: Any) -> None:
     user = user_factory("clinician")
-    here, *others = [sign_in(user, agent=f"Browser/{n}") for n in range(3)]
+    with time_machine.travel(START, tick=False) as clock:  # three devices: the third takes the next code
+        here, *others = [sign_in(user, clock=clock, agent=f"Browser/{n}") for n in range(3)]
 
-    assert 'action="/accounts/sessions/end-others/"' in here.get(PAGE, secure=True).content.decode()
-    answer = post_form(here, "/accounts/sessions/end-others/")
+        assert 'action="/accounts/sessions/end-others/"' in here.get(PAGE, secure=True).content.decode()
+        answer = post_form(here, "/accounts/sessions/end-others/")
 
-    assert answer.status_code == 302 and is_signed_in(here)
-    assert not any(is_signed_in(c) for c in others)
-    page = here.get(PAGE, secure=True).content.decode()
-    assert "Ended 2 other sessions" in page and "end-others" not in page  # nothing else left to end
-    post_form(here, "/accounts/sessions/end-others/")
-    assert "Ended 0 other sessions" in here.get(PAGE, secure=True).content.decode()
+        assert answer.status_code == 302 and is_signed_in(here)
+        assert not any(is_signed_in(c) for c in others)
+        page = here.get(PAGE, secure=True).content.decode()
+        assert "Ended 2 other sessions" in page and "end-others" not in page  # nothing else left to end
+        post_form(here, "/accounts/sessions/end-others/")
+        assert "Ended 0 other sessions" in here.get(PAGE, secure=True).content.decode()
 
 
 def test_another_users_session_or_none_at_all_is_not_found(user_factory: Any) -> None:
@@ -202,6 +206,13 @@ def _run_action(admin_client: Any, changelist: str, users: list[User]) -> str:
     )
     assert answer.status_code == 200
     return str(answer.content.decode())
+
+
+def test_the_user_admin_offers_its_session_and_sign_in_actions(administrator: User) -> None:
+    # Both the sessions and the sign-in work give UserAdmin an action: one list holds both.
+    html = sign_in(administrator).get("/admin/accounts/user/", secure=True).content.decode()
+
+    assert 'value="end_sessions_action"' in html and 'value="unlock_sign_in"' in html
 
 
 def test_an_administrator_ends_all_sessions_of_accounts_from_the_admin(administrator: User, user_factory: Any) -> None:

@@ -1,5 +1,6 @@
-"""The session store on SQLite, the embedded mode of `make run`: sign in through the form (CSRF
-enforced), use the session, sign out, replay the cookie, purge — in a process of its own."""
+"""The session store on SQLite, the embedded mode of `make run`: sign in through the forms (CSRF
+enforced; password, then the authenticator's code), use the session, sign out, replay the
+cookie, purge — in a process of its own."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from django.test import Client
 from django.utils import timezone
 from neonpro.accounts.models import User
 from neonpro.accounts.session_models import UserSession
+from tests.accounts.signin_helpers import enrol, fresh_code
 
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 ORIGIN = "https://localhost"
@@ -30,13 +32,20 @@ def form_post(client, page, url, data):
     return client.post(url, {"csrfmiddlewaretoken": token, **data}, secure=True, headers=headers)
 
 
-User.objects.create_user("dr.sqlite", password="correct horse battery staple", role="clinician")
+def sign_in(client):  # the two-step sign-in: the password, then a code not used yet
+    credentials = {"username": "dr.sqlite", "password": "correct horse battery staple"}
+    pending = form_post(client, "/accounts/login/", "/accounts/login/", credentials)
+    assert pending.status_code == 302 and pending["Location"].startswith("/accounts/login/verify/"), pending
+    assert client.get("/api/v1/me/", secure=True).status_code == 403  # nobody before the code
+    code = {"token": fresh_code(device)}
+    signed_in = form_post(client, "/accounts/login/verify/", "/accounts/login/verify/", code)
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/", signed_in
+
+
+user = User.objects.create_user("dr.sqlite", password="correct horse battery staple", role="clinician")
+device = enrol(user)
 client = Client(enforce_csrf_checks=True, HTTP_HOST="localhost", HTTP_USER_AGENT="sqlite-check/1")
-signed_in = form_post(
-    client, "/accounts/login/", "/accounts/login/",
-    {"username": "dr.sqlite", "password": "correct horse battery staple"},
-)
-assert signed_in.status_code == 302, signed_in.status_code
+sign_in(client)
 cookie = client.cookies["__Host-sessionid"].value
 assert client.get("/api/v1/me/", secure=True).status_code == 200
 assert client.get("/api/v1/sessions/", secure=True).json()[0]["current"] is True
@@ -50,8 +59,8 @@ replay.cookies["__Host-sessionid"] = cookie
 assert replay.get("/api/v1/me/", secure=True).status_code == 403
 
 later = Client(enforce_csrf_checks=True, HTTP_HOST="localhost", HTTP_USER_AGENT="sqlite-check/1")
-credentials = {"username": "dr.sqlite", "password": "correct horse battery staple"}
-assert form_post(later, "/accounts/login/", "/accounts/login/", credentials).status_code == 302
+sign_in(later)
+assert later.get("/api/v1/me/", secure=True).status_code == 200
 with time_machine.travel(timezone.now() + dt.timedelta(minutes=20)):
     call_command("clearsessions")
 assert not UserSession.objects.exists()
