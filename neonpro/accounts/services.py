@@ -31,6 +31,13 @@ ADMINISTRATOR_PERMISSIONS = (
     ("accounts", "view_patientaccount"),
     ("accounts", "change_patientaccount"),
     ("accounts", "view_accountchange"),
+    # Agents: see them, disable them, revoke their tokens and certificates (neonpro/accounts/agent_admin.py).
+    ("accounts", "view_agentprofile"),
+    ("accounts", "change_agentprofile"),
+    ("accounts", "view_apitoken"),
+    ("accounts", "change_apitoken"),
+    ("accounts", "view_agentcertificate"),
+    ("accounts", "change_agentcertificate"),
     ("auth", "view_group"),
     ("admin", "view_logentry"),
     ("audit", "view_auditevent"),
