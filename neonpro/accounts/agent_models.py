@@ -19,6 +19,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class AgentProfile(models.Model):
@@ -61,7 +62,7 @@ class ApiToken(models.Model):
     digest = models.BinaryField(max_length=32, editable=False)
     key_id = models.PositiveIntegerField(editable=False, help_text="The keys MAC key the digest is under.")
     scopes = models.JSONField(default=list)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
     created_by_operator = models.CharField(max_length=64, blank=True)
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -103,6 +103,7 @@ def issue_token(
                     key_id=key_id,
                     scopes=list(wanted),
                     created_by_operator=operator,
+                    created_at=now,
                     expires_at=now + dt.timedelta(days=expires_days),
                 )
                 record_event(
