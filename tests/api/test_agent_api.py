@@ -31,6 +31,10 @@ def _manage(app: Any, *args: str) -> str:
     return str(done.stdout)
 
 
+def _https(app: Any) -> httpx.Client:
+    return httpx.Client(base_url=app.url, verify=ssl.create_default_context(cafile=app.cert), timeout=30)
+
+
 def _rows(response: httpx.Response) -> list[Any]:
     body = response.json()
     return body if isinstance(body, list) else body["results"]
@@ -56,7 +60,7 @@ def test_a_token_from_the_command_reads_only_the_agents_patients_until_it_is_rev
     prefix = token.split("_")[1]
     auth = {"Authorization": f"Bearer {token}"}
 
-    with httpx.Client(base_url=served_app.url, verify=ssl.create_default_context(cafile=served_app.cert), timeout=30) as http:
+    with _https(served_app) as http:
         listed = http.get("/api/v1/patients/", headers=auth)
         assert listed.status_code == 200, listed.text
         (patient,) = _rows(listed)
@@ -89,7 +93,7 @@ def test_certificate_headers_from_an_untrusted_address_authenticate_nobody(
     # What nginx would send, but the served app was given no trusted proxy (the default).
     headers = {name[5:].replace("_", "-"): value for name, value in proxy_headers(certificate).items()}
 
-    with httpx.Client(base_url=served_app.url, verify=ssl.create_default_context(cafile=served_app.cert), timeout=30) as http:
+    with _https(served_app) as http:
         answer = http.get("/api/v1/patients/", headers=headers)
 
     assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == REALM
