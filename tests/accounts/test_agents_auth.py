@@ -354,3 +354,33 @@ def test_has_scope_passes_other_roles_and_asks_agents_for_the_views_scope(world:
     setattr(bot, "agent_scopes", ())  # noqa: B010
     assert not allowed(identity_for_user(bot), "GET")
     assert allowed(identity_for_user(world.doctor), "POST"), "clinicians' role rules decide elsewhere"
+
+
+def test_the_services_refuse_an_agent_what_its_scopes_do_not_name(world: Any) -> None:
+    """Behind the views' scope checks, the services check again (a view that forgot is no hole)."""
+    from django.core.exceptions import PermissionDenied
+
+    from neonpro.security.context import acting_as, identity_for_user
+    from patients.models import AgentAccess, Patient
+    from patients.services import update_patient
+    from records.services import create_record, update_appointment
+
+    reader = make_agent("reader-bot", ("patients:read", "records:read", "appointments:read"), patients=[world.alice])
+    setattr(reader, "agent_scopes", ("patients:read", "records:read", "appointments:read"))  # noqa: B010
+    identity = identity_for_user(reader)
+    with acting_as(identity):
+        alice = Patient.objects.get(pk=world.alice.pk)
+        with pytest.raises(PermissionDenied, match="lacks patients:write"):
+            update_patient(identity, alice, {"phone": "+1 555 0199"})
+        with pytest.raises(Patient.DoesNotExist):  # not a patient it may write for: as if missing
+            create_record(identity, alice.pk, {"diagnosis": "x"})
+        (access,) = AgentAccess.objects.all()
+        assert str(access) == f"Agent access {access.pk}"
+    with system_context("an appointment to cancel"):
+        from records.models import Appointment
+
+        appointment = Appointment.objects.create(
+            patient=world.alice, provider=world.doctor, scheduled_at=timezone.now() + dt.timedelta(days=1)
+        )
+    with acting_as(identity), pytest.raises(PermissionDenied, match="Only clinicians on the patient's care team"):
+        update_appointment(identity, Appointment.objects.get(pk=appointment.pk), {"status": "cancelled"})
