@@ -402,13 +402,15 @@ REST_FRAMEWORK = {
 # -- Agents --------------------------------------------------------------------------------
 # AI agents call the API with a token (Authorization: Bearer npa_...) or with a client
 # certificate the TLS terminator verified (docs/agents.md). The terminator's headers
-# (X-Client-Cert, X-Client-Verify) are believed only from these addresses or networks.
+# (X-SSL-Client-Cert, X-SSL-Client-Verify) are believed only from these addresses or networks,
+# or over the server's unix socket if the list says "unix" (the docker/ topology).
 NEONPRO_TRUSTED_PROXIES = env_list("NEONPRO_TRUSTED_PROXIES", [])
 for _proxy in NEONPRO_TRUSTED_PROXIES:
     try:
-        ipaddress.ip_network(_proxy, strict=False)
+        if _proxy != "unix":
+            ipaddress.ip_network(_proxy, strict=False)
     except ValueError:
-        raise ImproperlyConfigured(f"NEONPRO_TRUSTED_PROXIES: {_proxy!r} is not an address or network") from None
+        raise ImproperlyConfigured(f"NEONPRO_TRUSTED_PROXIES: {_proxy!r} is not an address, network or unix") from None
 # Requests per principal, "N/s", "N/min", "N/hour" or "N/day" (or "off"): each agent, each other account.
 NEONPRO_API_RATE_AGENT = os.environ.get("NEONPRO_API_RATE_AGENT", "600/min")
 NEONPRO_API_RATE_USER = os.environ.get("NEONPRO_API_RATE_USER", "1200/min")

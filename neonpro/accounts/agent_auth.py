@@ -7,11 +7,11 @@ Guarantees:
   identity and scopes from the start. On ``/api/`` it reads, in this order:
 
   - ``Authorization: Bearer npa_...``: an API token (``agent_tokens.check_token``);
-  - otherwise the client certificate the TLS terminator verified, from ``X-Client-Cert``
-    (URL-escaped PEM, nginx's ``$ssl_client_escaped_cert``) with ``X-Client-Verify: SUCCESS``
-    — honoured **only** when the connection comes from an address in
-    ``NEONPRO_TRUSTED_PROXIES`` (default: none), ignored from anyone else
-    (``agent_certificates.check_certificate``).
+  - otherwise the client certificate the TLS terminator verified, from ``X-SSL-Client-Cert``
+    (URL-escaped PEM, nginx's ``$ssl_client_escaped_cert``) with ``X-SSL-Client-Verify:
+    SUCCESS`` (``$ssl_client_verify``) — honoured **only** when the connection comes from an
+    address in ``NEONPRO_TRUSTED_PROXIES`` (default: none), or over the app's unix socket if
+    the list says ``unix``; ignored from anyone else (``agent_certificates.check_certificate``).
 
   A credential that does not authenticate leaves the request anonymous (a session cookie
   beside it does not count) and the API answers 401 with ``WWW-Authenticate: Bearer
@@ -45,8 +45,9 @@ from neonpro.security.errors import audit_unavailable, is_api
 from neonpro.security.middleware import client_ip
 
 REALM = 'Bearer realm="neonpro"'
-CERT_HEADER = "HTTP_X_CLIENT_CERT"
-VERIFY_HEADER = "HTTP_X_CLIENT_VERIFY"
+CERT_HEADER = "HTTP_X_SSL_CLIENT_CERT"  # docker/nginx.conf sets both, from its own handshake
+VERIFY_HEADER = "HTTP_X_SSL_CLIENT_VERIFY"
+UNIX_SOCKET = "unix"
 REFUSED = "The credential presented does not authenticate (unknown, expired or revoked)."
 
 
@@ -70,13 +71,19 @@ class AgentCredential:
 
 
 def trusted_proxy(request: HttpRequest) -> bool:
-    """Whether the connection comes from an address in ``NEONPRO_TRUSTED_PROXIES`` (addresses or networks)."""
+    """Whether the connection comes from an address in ``NEONPRO_TRUSTED_PROXIES`` (addresses or
+    networks), or — if it lists ``unix`` — over the server's unix socket, which only the
+    terminator can reach (docker/: uvicorn ``--uds``, where ``--proxy-headers`` makes
+    REMOTE_ADDR the forwarded client's address, so no address would do)."""
+    trusted = list(getattr(settings, "NEONPRO_TRUSTED_PROXIES", []))
+    server = getattr(request, "scope", {}).get("server")  # ASGI: (path, None) on a unix socket
+    if UNIX_SOCKET in trusted and server is not None and server[1] is None:
+        return True
     try:
         peer = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
-    networks = getattr(settings, "NEONPRO_TRUSTED_PROXIES", [])
-    return any(peer in ipaddress.ip_network(entry, strict=False) for entry in networks)
+    return any(peer in ipaddress.ip_network(entry, strict=False) for entry in trusted if entry != UNIX_SOCKET)
 
 
 def _from_token(request: HttpRequest, header: str) -> AgentCredential:

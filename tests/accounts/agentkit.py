@@ -104,9 +104,9 @@ def fingerprint(certificate: x509.Certificate) -> str:
 
 def proxy_headers(certificate: x509.Certificate | None, verify: str = "SUCCESS") -> dict[str, str]:
     """What nginx sends: ``$ssl_client_escaped_cert`` and ``$ssl_client_verify``."""
-    headers = {"HTTP_X_CLIENT_VERIFY": verify}
+    headers = {"HTTP_X_SSL_CLIENT_VERIFY": verify}
     if certificate is not None:
-        headers["HTTP_X_CLIENT_CERT"] = quote(pem(certificate).decode(), safe="")
+        headers["HTTP_X_SSL_CLIENT_CERT"] = quote(pem(certificate).decode(), safe="")
     return headers
 
 

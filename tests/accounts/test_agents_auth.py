@@ -7,6 +7,7 @@ CSRF enforced: agents have none), as the application database role.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -243,7 +244,7 @@ def test_a_certificate_that_does_not_authenticate_is_a_401(certified: Any, how: 
     elif how == "expired":
         agent_certificates.AgentCertificate.objects.update(not_after=timezone.now() - dt.timedelta(seconds=1))
     else:
-        headers = {**headers, "HTTP_X_CLIENT_CERT": "-----BEGIN%20CERTIFICATE-----%0Anope"}
+        headers = {**headers, "HTTP_X_SSL_CLIENT_CERT": "-----BEGIN%20CERTIFICATE-----%0Anope"}
 
     answer = AgentClient(headers).get("/api/v1/patients/")
 
@@ -280,6 +281,27 @@ def test_trusted_proxy_is_an_address_in_the_configured_list(
     settings.NEONPRO_TRUSTED_PROXIES = trusted
     request = RequestFactory().get("/api/v1/me/", REMOTE_ADDR=remote)
     assert agent_auth.trusted_proxy(request) is expected
+
+
+@pytest.mark.parametrize(
+    ("server", "trusted", "expected"),
+    [
+        (("/run/neonpro/web.sock", None), ["unix"], True),
+        (("/run/neonpro/web.sock", None), ["127.0.0.1"], False),
+        (("127.0.0.1", 8000), ["unix"], False),
+        (None, ["unix"], False),
+    ],
+)
+def test_the_unix_socket_is_trusted_only_when_listed(
+    settings: Any, server: Any, trusted: list[str], expected: bool
+) -> None:
+    from django.core.handlers.asgi import ASGIRequest
+
+    settings.NEONPRO_TRUSTED_PROXIES = trusted
+    scope = {"type": "http", "method": "GET", "path": "/api/v1/me/", "headers": [], "query_string": b""}
+    # uvicorn --uds --proxy-headers: the client is whatever X-Forwarded-For said.
+    scope.update(client=("203.0.113.9", 0), **({"server": server} if server else {}))
+    assert agent_auth.trusted_proxy(ASGIRequest(scope, io.BytesIO())) is expected
 
 
 def test_each_agent_and_each_user_has_a_rate_limit_answered_with_retry_after(

@@ -32,6 +32,7 @@ def _check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     ("env", "message"),
     [
         ({"NEONPRO_TRUSTED_PROXIES": "10.0.0.1,nginx.internal"}, "NEONPRO_TRUSTED_PROXIES: 'nginx.internal' is not"),
+        ({"NEONPRO_TRUSTED_PROXIES": "unix:/run/web.sock"}, "is not an address, network or unix"),
         ({"NEONPRO_API_RATE_AGENT": "fast"}, "NEONPRO_API_RATE_AGENT must look like 600/min (or be off), not 'fast'"),
         ({"NEONPRO_API_RATE_USER": "0/min"}, "NEONPRO_API_RATE_USER must look like 600/min"),
     ],
@@ -44,12 +45,12 @@ def test_bad_agent_settings_refuse_to_start(tmp_path: Path, env: dict[str, str],
 def test_good_agent_settings_are_read(tmp_path: Path) -> None:
     done = _check(
         tmp_path,
-        NEONPRO_TRUSTED_PROXIES="10.0.0.1, 192.168.10.0/24,::1",
+        NEONPRO_TRUSTED_PROXIES="10.0.0.1, 192.168.10.0/24,::1,unix",
         NEONPRO_API_RATE_AGENT="30/s",
         NEONPRO_API_RATE_USER="off",
         NEONPRO_API_MAX_BODY_BYTES="2048",
     )
     assert done.returncode == 0, done.stderr
-    assert "NEONPRO_TRUSTED_PROXIES = ['10.0.0.1', '192.168.10.0/24', '::1']" in done.stdout
+    assert "NEONPRO_TRUSTED_PROXIES = ['10.0.0.1', '192.168.10.0/24', '::1', 'unix']" in done.stdout
     assert "NEONPRO_API_RATE_AGENT = '30/s'" in done.stdout and "NEONPRO_API_RATE_USER = 'off'" in done.stdout
     assert "NEONPRO_API_MAX_BODY_BYTES = 2048" in done.stdout
