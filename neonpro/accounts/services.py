@@ -118,6 +118,8 @@ def issue_temporary_password(actor: User, user: User, *, actor_password: str) ->
             "Patient portal passwords are reset by the patient (after proving who they are), never by an "
             "administrator; deactivate the account if it is compromised."
         )
+    if user.role == User.Role.AGENT:
+        raise PermissionDenied("Agents have no password: they use API tokens or client certificates (docs/agents.md).")
     _throttle_reauthentication(actor)
     if not actor.check_password(actor_password):
         raise PermissionDenied("That is not your password: re-enter your own password to confirm it is you.")

@@ -160,10 +160,11 @@ class BoundedJSONParser(JSONParser):
     """
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        # DRF parses only a body with a valid Content-Length, and Django's stream never yields
-        # more than it declares.
+        # DRF parses only a body with a valid Content-Length (read as DRF reads it), and Django's
+        # stream never yields more than it declares.
         limit = max_body_bytes()
-        if int(parser_context["request"].META["CONTENT_LENGTH"]) > limit:
+        meta = parser_context["request"].META
+        if int(meta.get("CONTENT_LENGTH", meta.get("HTTP_CONTENT_LENGTH", 0))) > limit:
             raise RequestTooLarge(f"The request body is larger than this API accepts ({limit} bytes).")
         try:
             data = super().parse(stream, media_type, parser_context)

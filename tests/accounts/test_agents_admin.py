@@ -94,3 +94,16 @@ def test_administrators_disable_agents_and_revoke_tokens_and_certificates(
     for action in ("agent.token_revoke", "agent.certificate_revoke", "agent.disable"):
         event = AuditEvent.objects.filter(action=action).latest("id")
         assert (event.actor_id, event.actor_role) == (world.admin.pk, "admin"), action
+
+
+def test_an_agent_is_never_given_a_password(world: Any, bot: Any) -> None:
+    from django.core.exceptions import PermissionDenied
+
+    from neonpro.accounts.services import issue_temporary_password
+
+    world.admin.groups.add(ensure_administrators_group())
+    world.admin.refresh_from_db()
+    with pytest.raises(PermissionDenied, match="Agents have no password"):
+        issue_temporary_password(world.admin, bot, actor_password="correct horse battery staple")
+    bot.refresh_from_db()
+    assert not bot.has_usable_password()
