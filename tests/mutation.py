@@ -33,6 +33,8 @@ MODULES: dict[str, list[str]] = {
     "neonpro/security/rls.py": [
         "tests/rls/test_operations.py",
         "tests/rls/test_policies.py",
+        "tests/rls/test_online_indexes.py",
+        "tests/rls/test_planner_policies.py",
         # Compares agent_policies() with what the (reused, unmutated) test database installed.
         "tests/rls/test_agent_policies.py",
     ],
