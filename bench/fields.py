@@ -148,9 +148,9 @@ def _truncate(model: type[models.Model]) -> None:
 
 def _create_twins() -> None:
     """The plaintext and django-cryptography tables, with patients_patient's policies (as the owner)."""
-    from neonpro.security.rls import planner_policies
+    from neonpro.security.rls import agent_policies
 
-    policies = planner_policies()["patients_patient"]  # today's policies (patients 0007)
+    policies = agent_policies()["patients_patient"]  # today's policies (patients 0008)
     with connection.schema_editor() as editor:
         for model in (PlainPatient, DjCryptoPatient):
             editor.execute(f'DROP TABLE IF EXISTS "{model._meta.db_table}"')

@@ -7,7 +7,9 @@ channel layer. ``NEONPRO_ENV=production`` refuses to boot on missing or default 
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -124,8 +126,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "neonpro.accounts.signin_middleware.SecondFactorRequiredMiddleware",
+    # Agents' tokens and client certificates (/api/ only): before the request identity is built.
+    "neonpro.accounts.agent_auth.AgentAuthenticationMiddleware",
     "neonpro.accounts.middleware.PasswordChangeRequiredMiddleware",
     "neonpro.security.middleware.RequestContextMiddleware",
+    # One audit event per agent request, inside the request's context.
+    "neonpro.accounts.agent_auth.AgentRequestAuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes wants: turns a lock-out flagged during the request into its answer.
@@ -470,12 +476,41 @@ STORAGES = {
 
 # -- REST framework ------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # The agents' class first: DRF asks it for WWW-Authenticate, so unauthenticated calls are 401s.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "neonpro.accounts.agent_auth.AgentAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "neonpro.security.throttles.AgentRateThrottle",
+        "neonpro.security.throttles.UserRateThrottle",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["neonpro.security.api.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "neonpro.security.api.exception_handler",
 }
+
+# -- Agents --------------------------------------------------------------------------------
+# AI agents call the API with a token (Authorization: Bearer npa_...) or with a client
+# certificate the TLS terminator verified (docs/agents.md). The terminator's headers
+# (X-SSL-Client-Cert, X-SSL-Client-Verify) are believed only from these addresses or networks,
+# or over the server's unix socket if the list says "unix" (the docker/ topology).
+NEONPRO_TRUSTED_PROXIES = env_list("NEONPRO_TRUSTED_PROXIES", [])
+for _proxy in NEONPRO_TRUSTED_PROXIES:
+    try:
+        if _proxy != "unix":
+            ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"NEONPRO_TRUSTED_PROXIES: {_proxy!r} is not an address, network or unix") from None
+# Requests per principal, "N/s", "N/min", "N/hour" or "N/day" (or "off"): each agent, each other account.
+NEONPRO_API_RATE_AGENT = os.environ.get("NEONPRO_API_RATE_AGENT", "600/min")
+NEONPRO_API_RATE_USER = os.environ.get("NEONPRO_API_RATE_USER", "1200/min")
+for _name in ("NEONPRO_API_RATE_AGENT", "NEONPRO_API_RATE_USER"):
+    if not re.fullmatch(r"off|[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", globals()[_name]):
+        raise ImproperlyConfigured(f"{_name} must look like 600/min (or be off), not {globals()[_name]!r}")
+# The largest request body the API parses (bytes): a larger one is a 413.
+NEONPRO_API_MAX_BODY_BYTES = env_int("NEONPRO_API_MAX_BODY_BYTES", 1024 * 1024)
 
 # -- Logging -------------------------------------------------------------------------------
 LOGGING = {

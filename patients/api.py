@@ -31,6 +31,7 @@ from patients.serializers import (
 
 class PatientListView(APIView):
     permission_classes = [IsAuthenticated, HasCareRole]
+    required_scopes = {"GET": "patients:read"}  # agents (neonpro.security.api)
 
     def get(self, request: Request) -> Response:
         page = services.list_patients(identity_of(request), page=page_request(request.query_params))
@@ -48,6 +49,7 @@ class PatientListView(APIView):
 
 class PatientDetailView(APIView):
     permission_classes = [IsAuthenticated, HasCareRole]
+    required_scopes = {"GET": "patients:read", "PATCH": "patients:write"}
 
     def get(self, request: Request, pk: uuid.UUID) -> Response:
         return Response(PatientSerializer(services.get_patient(identity_of(request), pk)).data)
@@ -65,6 +67,7 @@ class PatientSearchView(APIView):
     """Search by POST body, so the searched value never appears in a URL or access log."""
 
     permission_classes = [IsAuthenticated, IsClinician]
+    required_scopes = {"POST": "patients:read"}
 
     def post(self, request: Request) -> Response:
         serializer = SearchSerializer(data=request.data)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from keys.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField, search_probe
 from neonpro.security.context import Identity
 from neonpro.security.scoping import NOTHING, ScopedManager
+from patients.agent_models import AgentAccess, agent_patients, supervisors  # noqa: F401 - agents' patient sets
 
 ssn_validator = RegexValidator(r"^\d{3}-?\d{2}-?\d{4}$", "Enter an SSN as 123-45-6789.")
 phone_validator = RegexValidator(r"^\+?[0-9 ()./-]{7,32}$", "Enter a phone number of digits, spaces and + ( ) - .")
@@ -67,13 +68,14 @@ def linked_rows(identity: Identity) -> Q:
     return NOTHING
 
 
-def readable_patient_ids(identity: Identity) -> Q:
-    """Q on a ``patient_id`` column: the patients ``identity`` may read (not system)."""
+def readable_patient_ids(identity: Identity, agent_scope: str) -> Q:
+    """Q on a ``patient_id`` column: the patients ``identity`` may read (not system); an
+    agent's set only if it holds ``agent_scope`` (the table's read scope)."""
     if identity.role == "patient":
         return Q(patient_id=identity.patient_id) if identity.patient_id else NOTHING
     if identity.role == "clinician":
         return clinician_patients("patient_id", identity.user_id)
-    return NOTHING
+    return agent_patients("patient_id", identity, agent_scope)
 
 
 class Patient(models.Model):
@@ -129,7 +131,7 @@ class Patient(models.Model):
             return Q(user_id=identity.user_id)
         if identity.role == "clinician":
             return clinician_patients("id", identity.user_id)
-        return NOTHING
+        return agent_patients("id", identity, "patients:read")
 
 
 class CareTeamMembership(models.Model):
@@ -170,6 +172,8 @@ class CareTeamMembership(models.Model):
 
     @classmethod
     def scope_filter(cls, identity: Identity) -> Q:
+        if identity.role == "agent":  # its clinicians' memberships: how its patient set is found
+            return Q(clinician_id__in=supervisors(identity))
         return linked_rows(identity)
 
 

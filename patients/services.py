@@ -12,9 +12,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from neonpro.audit.services import record_event
+from neonpro.security import scopes
 from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import SYSTEM, Identity, system_context
 from neonpro.security.pagination import Page, PageRequest, paginate
+from patients.agent_models import in_agent_set
 from patients.models import CareTeamMembership, Patient, active_care_team, active_grants
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,8 @@ RESOURCE = "patients.patient"
 SEARCHABLE = ("ssn", "mrn", "email", "phone")
 PATIENT_EDITABLE = ("email", "phone", "address", "contact_by_email", "contact_by_sms")
 CLINICIAN_EDITABLE = (*PATIENT_EDITABLE, "full_name", "date_of_birth", "ssn", "mrn", "active")
+# An agent with patients:write keeps contact details current; identity and consent are people's.
+AGENT_EDITABLE = ("email", "phone", "address")
 
 
 def patient_id_for_user(user_id: uuid.UUID) -> uuid.UUID | None:
@@ -113,12 +117,33 @@ def search_patients(identity: Identity, *, field: str, value: str) -> list[Patie
 
 def update_patient(identity: Identity, patient: Patient, changes: dict[str, Any]) -> Patient:
     """Apply ``changes`` the caller's role may make; ValidationError names anything else."""
+    if identity.role == "agent":
+        if not scopes.granted(identity, "patients:write"):
+            raise PermissionDenied("This agent may not change patients (it lacks patients:write).")
+        return save_changes(patient, changes, allowed=AGENT_EDITABLE, action="patient.update")
     allowed = PATIENT_EDITABLE if identity.role == "patient" else CLINICIAN_EDITABLE
     if identity.role not in ("patient", "clinician", "system"):
         raise PermissionDenied("Your role cannot change patient records.")
     if identity.role == "clinician" and not _on_care_team(identity, patient.pk):
         raise PermissionDenied("Emergency access is read-only.")
     return save_changes(patient, changes, allowed=allowed, action="patient.update")
+
+
+def reachable_patient_id(identity: Identity, pk: uuid.UUID | str, *, action: str, agent_scope: str) -> uuid.UUID:
+    """The id of a patient whose records or appointments the caller works on.
+
+    Anyone but an agent: a patient they may read (``get_visible``). An agent: a patient of its
+    set, if it holds ``agent_scope`` — whether or not it may read the patient's own row
+    (``patients:read`` is a scope of its own). Raises Patient.DoesNotExist otherwise, audited
+    as denied, the same answer as for an id that does not exist.
+    """
+    if identity.role != "agent":
+        return get_visible(Patient, pk, action=action).pk  # type: ignore[no-any-return]
+    patient_id = uuid.UUID(str(pk))
+    if not in_agent_set(identity, patient_id, agent_scope):
+        record_event(action, outcome="denied", resource_type=RESOURCE, resource_id=patient_id)
+        raise Patient.DoesNotExist("No patient with that id.")
+    return patient_id
 
 
 def export_patient(identity: Identity, pk: uuid.UUID | str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from records.serializers import (
 
 class PatientRecordsView(APIView):
     permission_classes = [IsAuthenticated, HasCareRole]
+    required_scopes = {"GET": "records:read", "POST": "records:write"}  # agents (neonpro.security.api)
 
     def get(self, request: Request, pk: uuid.UUID) -> Response:
         page = services.list_records(identity_of(request), pk, page=page_request(request.query_params))
@@ -41,6 +42,7 @@ class PatientRecordsView(APIView):
 
 class RecordDetailView(APIView):
     permission_classes = [IsAuthenticated, HasCareRole]
+    required_scopes = {"GET": "records:read"}  # agents add records, they do not amend them
 
     def get(self, request: Request, pk: uuid.UUID) -> Response:
         return Response(RecordSerializer(services.get_record(identity_of(request), pk)).data)
@@ -55,6 +57,7 @@ class RecordDetailView(APIView):
 
 class AppointmentListView(APIView):
     permission_classes = [IsAuthenticated, HasCareRole]
+    required_scopes = {"GET": "appointments:read", "POST": "appointments:write"}
 
     def get(self, request: Request) -> Response:
         """``?patient=<id>`` (one patient's) or ``?provider=<id>`` (one clinician's schedule)."""
@@ -79,6 +82,7 @@ class AppointmentListView(APIView):
 
 class AppointmentDetailView(APIView):
     permission_classes = [IsAuthenticated, HasCareRole]
+    required_scopes = {"GET": "appointments:read", "PATCH": "appointments:write"}
 
     def get(self, request: Request, pk: uuid.UUID) -> Response:
         return Response(AppointmentSerializer(services.get_appointment(identity_of(request), pk)).data)

@@ -58,7 +58,7 @@ class MedicalRecord(SealedRow):
 
     @classmethod
     def scope_filter(cls, identity: Identity) -> Q:
-        return readable_patient_ids(identity)
+        return readable_patient_ids(identity, "records:read")
 
 
 class MedicalRecordRevision(SealedRow):
@@ -121,7 +121,7 @@ class MedicalRecordRevision(SealedRow):
 
     @classmethod
     def scope_filter(cls, identity: Identity) -> Q:
-        return readable_patient_ids(identity)
+        return readable_patient_ids(identity, "records:read")
 
 
 class Appointment(SealedRow):
@@ -182,4 +182,4 @@ class Appointment(SealedRow):
 
     @classmethod
     def scope_filter(cls, identity: Identity) -> Q:
-        return readable_patient_ids(identity)
+        return readable_patient_ids(identity, "appointments:read")

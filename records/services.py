@@ -15,8 +15,9 @@ from neonpro.audit.services import SYSTEM_ACTOR_ID, record_event
 from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import Identity, system_context
 from neonpro.security.pagination import Page, PageRequest, paginate
-from patients.models import Patient, active_care_team, active_care_team_members
-from patients.services import access_purpose
+from patients.agent_models import in_agent_set
+from patients.models import active_care_team, active_care_team_members
+from patients.services import access_purpose, reachable_patient_id
 from records.models import Appointment, MedicalRecord, MedicalRecordRevision
 
 RECORD = "records.medicalrecord"
@@ -29,8 +30,10 @@ CANCELLABLE = ("requested", "confirmed")
 PROVIDER_REFUSED = "Choose a clinician on the patient's care team."
 
 
-def _require_care_team(identity: Identity, patient_id: uuid.UUID) -> None:
-    if identity.role == "system":
+def _require_care_team(identity: Identity, patient_id: uuid.UUID, agent_scope: str = "") -> None:
+    """Clinicians on the patient's care team (and the system) change clinical rows; so does an
+    agent holding ``agent_scope`` for a patient of its set."""
+    if identity.role == "system" or (agent_scope and in_agent_set(identity, patient_id, agent_scope)):
         return
     if identity.role != "clinician" or not active_care_team(identity.user_id).filter(patient_id=patient_id).exists():
         raise PermissionDenied("Only clinicians on the patient's care team can change clinical records.")
@@ -48,19 +51,19 @@ def list_records(
     Raises Patient.DoesNotExist (not visible) and ValidationError (a cursor not issued for
     this timeline to this caller).
     """
-    patient = get_visible(Patient, patient_id, action="record.list")
+    patient_pk = reachable_patient_id(identity, patient_id, action="record.list", agent_scope="records:read")
     result = paginate(
-        MedicalRecord.objects.filter(patient=patient),
+        MedicalRecord.objects.filter(patient_id=patient_pk),
         order=RECORD_ORDER,
         page=page or PageRequest(),
-        scope=f"records:{patient.pk}",
+        scope=f"records:{patient_pk}",
         identity=identity,
     )
     record_event(
         "record.list",
         resource_type=RECORD,
-        patient_id=patient.pk,
-        purpose=access_purpose(identity, patient.pk),
+        patient_id=patient_pk,
+        purpose=access_purpose(identity, patient_pk),
         details=result.audit_details(),
     )
     return result
@@ -119,14 +122,17 @@ def _save_revision(identity: Identity, record: MedicalRecord, action: str, field
 
 
 def create_record(identity: Identity, patient_id: uuid.UUID | str, data: dict[str, Any]) -> MedicalRecord:
-    """Raises Patient.DoesNotExist (not visible), PermissionDenied (read-only access), ValidationError."""
-    patient = get_visible(Patient, patient_id, action="record.create")
-    _require_care_team(identity, patient.pk)
+    """Raises Patient.DoesNotExist (not visible), PermissionDenied (read-only access), ValidationError.
+
+    An agent (``records:write``) writes as the record's provider, for a patient of its set.
+    """
+    patient_pk = reachable_patient_id(identity, patient_id, action="record.create", agent_scope="records:write")
+    _require_care_team(identity, patient_pk, "records:write")
     unknown = sorted(set(data) - set(RECORD_FIELDS))
     if unknown:
         raise ValidationError({name: "Unknown field." for name in unknown})
-    record = MedicalRecord(patient=patient, provider_id=identity.user_id or SYSTEM_ACTOR_ID, **data)
-    record.full_clean(exclude=["provider"] if identity.role == "system" else None)
+    record = MedicalRecord(patient_id=patient_pk, provider_id=identity.user_id or SYSTEM_ACTOR_ID, **data)
+    record.full_clean(exclude=_not_validated(identity))
     with transaction.atomic():
         record.save(force_insert=True)
         _save_revision(identity, record, MedicalRecordRevision.Action.CREATE, sorted(data))
@@ -134,10 +140,17 @@ def create_record(identity: Identity, patient_id: uuid.UUID | str, data: dict[st
             "record.create",
             resource_type=RECORD,
             resource_id=record.pk,
-            patient_id=patient.pk,
+            patient_id=patient_pk,
             details={"fields": sorted(data)},
         )
     return record
+
+
+def _not_validated(identity: Identity) -> list[str] | None:
+    """Links ``full_clean`` must not look up: the system's record has no provider account; an
+    agent may not read the patient row (``reachable_patient_id`` found the patient, the foreign
+    key and row-level security hold it)."""
+    return {"system": ["provider"], "agent": ["patient"]}.get(identity.role)
 
 
 def update_record(identity: Identity, record: MedicalRecord, changes: dict[str, Any]) -> MedicalRecord:
@@ -168,7 +181,9 @@ def list_appointments(
     queryset = Appointment.objects.all()
     patient_pk = None
     if patient_id is not None:
-        patient_pk = get_visible(Patient, patient_id, action="appointment.list").pk
+        patient_pk = reachable_patient_id(
+            identity, patient_id, action="appointment.list", agent_scope="appointments:read"
+        )
         queryset = queryset.filter(patient_id=patient_pk)
     if provider_id is not None:
         queryset = queryset.filter(provider_id=provider_id)
@@ -196,26 +211,31 @@ def get_appointment(identity: Identity, pk: uuid.UUID | str) -> Appointment:
 
 
 def create_appointment(identity: Identity, patient_id: uuid.UUID | str, data: dict[str, Any]) -> Appointment:
-    """Clinicians book for care-team patients; patients request their own (status ``requested``)."""
-    patient = get_visible(Patient, patient_id, action="appointment.create")
+    """Clinicians book for care-team patients; patients request their own (status ``requested``),
+    and so do agents (``appointments:write``) for the patients of their set."""
+    patient_pk = reachable_patient_id(
+        identity, patient_id, action="appointment.create", agent_scope="appointments:write"
+    )
     unknown = sorted(set(data) - set(APPOINTMENT_FIELDS) - {"provider"})
     if unknown:
         raise ValidationError({name: "Unknown field." for name in unknown})
     provider = data.pop("provider", None)
-    if identity.role == "patient":
+    if identity.role == "agent":
+        _require_care_team(identity, patient_pk, "appointments:write")
+    if identity.role in ("patient", "agent"):
         if data.get("status", "requested") != "requested":
             raise ValidationError({"status": "Patients request appointments; a clinician confirms them."})
         if provider is None:
             raise ValidationError({"provider": PROVIDER_REFUSED})
     else:
-        _require_care_team(identity, patient.pk)
+        _require_care_team(identity, patient_pk)
         provider = provider or identity.user_id
-    provider_id = _bookable_provider(patient.pk, getattr(provider, "pk", provider))
-    appointment = Appointment(patient=patient, provider_id=provider_id, **data)
-    appointment.full_clean()
+    provider_id = _bookable_provider(patient_pk, getattr(provider, "pk", provider))
+    appointment = Appointment(patient_id=patient_pk, provider_id=provider_id, **data)
+    appointment.full_clean(exclude=["patient"] if identity.role == "agent" else None)  # see _not_validated
     with transaction.atomic():
         appointment.save(force_insert=True)
-        record_event("appointment.create", resource_type=APPOINTMENT, resource_id=appointment.pk, patient_id=patient.pk)
+        record_event("appointment.create", resource_type=APPOINTMENT, resource_id=appointment.pk, patient_id=patient_pk)
     return appointment
 
 
@@ -242,7 +262,11 @@ def _bookable_provider(patient_id: uuid.UUID, provider: Any) -> uuid.UUID:
 
 
 def update_appointment(identity: Identity, appointment: Appointment, changes: dict[str, Any]) -> Appointment:
-    if identity.role == "patient":
+    """Care-team clinicians change appointments; patients, and agents (``appointments:write``)
+    for the patients of their set, only cancel open ones."""
+    if identity.role == "agent":
+        _require_care_team(identity, appointment.patient_id, "appointments:write")
+    if identity.role in ("patient", "agent"):
         if set(changes) - {"status"} or changes.get("status") != "cancelled":
             raise ValidationError({"status": "Patients can only cancel an appointment."})
         if appointment.status not in CANCELLABLE:

@@ -30,7 +30,14 @@ MODULES: dict[str, list[str]] = {
     "keys/crypto.py": ["tests/keys/test_crypto.py", "tests/keys/test_openers.py"],
     "keys/normalizers.py": ["tests/keys/test_normalizers.py"],
     "neonpro/audit/services.py": ["tests/audit/test_services.py"],
-    "neonpro/security/rls.py": ["tests/rls/test_operations.py", "tests/rls/test_policies.py"],
+    "neonpro/security/rls.py": [
+        "tests/rls/test_operations.py",
+        "tests/rls/test_policies.py",
+        "tests/rls/test_online_indexes.py",
+        "tests/rls/test_planner_policies.py",
+        # Compares agent_policies() with what the (reused, unmutated) test database installed.
+        "tests/rls/test_agent_policies.py",
+    ],
 }
 
 # Not mutated: lines that carry no behaviour (mutmut already skips docstrings and annotations).

@@ -28,6 +28,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from neonpro.accounts import agent_admin  # noqa: F401 - agents, their tokens and certificates
 from neonpro.accounts.models import AccountChange, Notification, PatientAccount, User
 from neonpro.accounts.services import issue_temporary_password
 from neonpro.accounts.session_services import end_all_sessions

@@ -7,6 +7,8 @@ import uuid
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
+from neonpro.accounts.agent_models import AgentCertificate, AgentProfile, ApiToken  # noqa: F401 - agents' models
+
 
 class User(AbstractUser):
     class Role(models.TextChoices):

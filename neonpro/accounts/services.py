@@ -31,6 +31,13 @@ ADMINISTRATOR_PERMISSIONS = (
     ("accounts", "view_patientaccount"),
     ("accounts", "change_patientaccount"),
     ("accounts", "view_accountchange"),
+    # Agents: see them, disable them, revoke their tokens and certificates (neonpro/accounts/agent_admin.py).
+    ("accounts", "view_agentprofile"),
+    ("accounts", "change_agentprofile"),
+    ("accounts", "view_apitoken"),
+    ("accounts", "change_apitoken"),
+    ("accounts", "view_agentcertificate"),
+    ("accounts", "change_agentcertificate"),
     ("auth", "view_group"),
     ("admin", "view_logentry"),
     ("audit", "view_auditevent"),
@@ -111,6 +118,8 @@ def issue_temporary_password(actor: User, user: User, *, actor_password: str) ->
             "Patient portal passwords are reset by the patient (after proving who they are), never by an "
             "administrator; deactivate the account if it is compromised."
         )
+    if user.role == User.Role.AGENT:
+        raise PermissionDenied("Agents have no password: they use API tokens or client certificates (docs/agents.md).")
     _throttle_reauthentication(actor)
     if not actor.check_password(actor_password):
         raise PermissionDenied("That is not your password: re-enter your own password to confirm it is you.")

@@ -1,8 +1,12 @@
-"""API plumbing shared by every app: error mapping and role permissions.
+"""API plumbing shared by every app: error mapping, role and scope permissions, body limits.
 
 Errors are specific and safe: a row the caller cannot see is a plain 404, a validation
 problem names the field, and anything unexpected is a bare 500 (details go to the log,
 never PHI — the logging filter redacts PHI-shaped values).
+
+Agents reach a view only where it names the scope a method needs (``required_scopes``,
+e.g. ``{"GET": "records:read"}``) and the agent's credential carries it: a view that names
+none is closed to agents, whatever its role permission says.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from rest_framework.response import Response
 
 from keys.exceptions import ProviderError, RowIntegrityError, StaleRowError
 from neonpro.audit.services import AuditUnavailableError, record_event
+from neonpro.security import scopes
 from neonpro.security.context import Identity, current_identity
 from neonpro.security.error_body import error_body, validation_body
 from neonpro.security.unavailable import RETRY_AFTER_SECONDS, infrastructure_reason
@@ -94,12 +99,11 @@ def _audit_refusal(context: dict[str, Any]) -> None:
     """A refused request (403) leaves a ``denied`` event naming what was asked for."""
     view, request = context.get("view"), context.get("request")
     kwargs = context.get("kwargs") or {}
-    record_event(
-        "api.denied",
-        outcome="denied",
-        resource_id=kwargs.get("pk"),
-        details={"view": type(view).__name__ if view else None, "method": getattr(request, "method", None)},
-    )
+    details = {"view": type(view).__name__ if view else None, "method": getattr(request, "method", None)}
+    identity = current_identity()
+    if identity is not None and identity.role == "agent":
+        details["scope"] = required_scope(view, details["method"])  # None: the view is closed to agents
+    record_event("api.denied", outcome="denied", resource_id=kwargs.get("pk"), details=details)
 
 
 def identity_of(request: Request) -> Identity:
@@ -109,34 +113,87 @@ def identity_of(request: Request) -> Identity:
     return identity
 
 
+def required_scope(view: Any, method: str | None) -> str | None:
+    """The scope ``view`` asks of an agent for ``method`` (HEAD as GET); None if it names none."""
+    declared = getattr(view, "required_scopes", None) or {}
+    return declared.get("GET" if method == "HEAD" else method)  # type: ignore[no-any-return]
+
+
+def scope_admits(request: Request, view: Any) -> bool:
+    """Whether an agent's credential carries the scope the view names for this method."""
+    scope = required_scope(view, request.method)
+    admitted = scope is not None and scopes.granted(identity_of(request), scope)
+    # The request audit (neonpro.accounts.agent_auth) records the scope that admitted it.
+    request._request.api_scope = scope if admitted else None  # type: ignore[attr-defined]
+    return admitted
+
+
+class HasScope(permissions.BasePermission):
+    """Agents need the scope the view names for the method (403 without); everyone else passes
+    here, their role permissions decide."""
+
+    message = "This agent's credential does not carry the scope this request needs."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return identity_of(request).role != "agent" or scope_admits(request, view)
+
+
 class HasCareRole(permissions.BasePermission):
-    """Patients and clinicians work with PHI; administrators manage, they do not read."""
+    """Patients and clinicians work with PHI; administrators manage, they do not read. Agents
+    only where the view names a scope for the method and their credential carries it."""
 
     message = "Your role has no access to patient data."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return identity_of(request).role in ("patient", "clinician")
+        role = identity_of(request).role
+        return role in ("patient", "clinician") or (role == "agent" and scope_admits(request, view))
 
 
 class IsClinician(permissions.BasePermission):
+    """Clinicians; agents only where the view names a scope for the method and they hold it."""
+
     message = "Only clinicians can do this."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return identity_of(request).role == "clinician"
+        role = identity_of(request).role
+        return role == "clinician" or (role == "agent" and scope_admits(request, view))
 
 
 MAX_JSON_DEPTH = 32
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+def max_body_bytes() -> int:
+    """The largest request body the API parses (``NEONPRO_API_MAX_BODY_BYTES``, default 1 MiB)."""
+    from django.conf import settings
+
+    return int(getattr(settings, "NEONPRO_API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+
+
+class RequestTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
 
 
 class BoundedJSONParser(JSONParser):
-    """DRF's JSON parser, refusing documents nested deeper than ``MAX_JSON_DEPTH`` with a 400.
+    """DRF's JSON parser, refusing bodies over ``max_body_bytes()`` with a 413 and documents
+    nested deeper than ``MAX_JSON_DEPTH`` with a 400.
 
-    Python's decoder gives up with RecursionError near 1,000 levels (a 500), and what it
-    does parse deeply must still be validated, encrypted and serialised by recursive code.
-    No request of this API needs more than a few levels.
+    DRF reads the body as a stream, so Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (which guards
+    ``request.body`` and form posts) never applies to it: the limit is enforced here, on the
+    declared length, before anything is read. Python's decoder gives up with
+    RecursionError near 1,000 levels (a 500), and what it does parse deeply must still be
+    validated, encrypted and serialised by recursive code. No request of this API needs more
+    than a few levels.
     """
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        # DRF parses only a body with a valid Content-Length (read as DRF reads it), and Django's
+        # stream never yields more than it declares.
+        limit = max_body_bytes()
+        meta = parser_context["request"].META
+        if int(meta.get("CONTENT_LENGTH", meta.get("HTTP_CONTENT_LENGTH", 0))) > limit:
+            raise RequestTooLarge(f"The request body is larger than this API accepts ({limit} bytes).")
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:

@@ -28,9 +28,12 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from neonpro.audit.services import SYSTEM_ACTOR_ID
+from neonpro.security import scopes
 from neonpro.security.identity import Binding, set_identity
 
 ROLES = ("patient", "clinician", "admin", "agent", "system")
+# The attribute of an agent's User naming the scopes its credential carries (vocabulary form).
+AGENT_SCOPES = "agent_scopes"
 SYSTEM_ACTOR = SYSTEM_ACTOR_ID
 
 
@@ -110,10 +113,14 @@ def identity_for_user(user: Any, *, using: str = DEFAULT_DB_ALIAS) -> Identity:
 
     A patient user's own Patient id is looked up under their identity (RLS lets a patient
     see the Patient row linked to their account), then carried as ``neonpro.patient_id``.
+    An agent carries the scopes its credential was checked for (``AGENT_SCOPES`` on the
+    user, set by the API's token or certificate check); without one it has none.
     """
     if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
         return ANONYMOUS
     role = user.role if user.role in ROLES and user.role != "system" else ""
+    if role == "agent":
+        return Identity(user_id=user.pk, role=role, scopes=tuple(map(scopes.claim, getattr(user, AGENT_SCOPES, ()))))
     identity = Identity(user_id=user.pk, role=role)
     if role == "patient":
         from patients.services import patient_id_for_user

@@ -26,6 +26,7 @@ PHI_TABLES = (
     "records_medicalrecord",
     "records_appointment",
     "records_medicalrecordrevision",
+    "patients_agentaccess",
 )
 APPEND_ONLY_TABLES = ("audit_auditevent", "django_admin_log", "accounts_accountchange")
 # PostgreSQL's predefined roles that reach past row-level security or the server's own guard.

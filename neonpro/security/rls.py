@@ -7,10 +7,11 @@ sub-selects, so each is evaluated once per statement, and an unset identity cast
 which matches no row. On other databases the operation does nothing (the ORM's scoped
 managers filter there).
 
-The current policies (``planner_policies()``, installed by patients/records 0007) are shaped
-for the planner: every branch of a ``USING`` clause is a comparison of an indexed column with
-a value computed once per statement, so a scope-only query becomes index scans (a BitmapOr)
-instead of a sequential scan with a filter; see ``PlannerSQL``.
+The current policies (``agent_policies()``, installed by patients/records 0008: the
+planner-shaped ones of patients/records 0007 plus the agents' clauses) are shaped for the
+planner: every branch of a ``USING`` clause is a comparison of an indexed column with a value
+computed once per statement, so a scope-only query becomes index scans (a BitmapOr) instead of
+a sequential scan with a filter; see ``PlannerSQL``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations
 from django.db.migrations.operations import AddIndex, RemoveIndex
+
+from neonpro.security import scopes
 
 
 @dataclass(frozen=True)
@@ -234,12 +237,13 @@ class PlannerSQL:
         return f"(SELECT CASE WHEN {_claim('role')} = '{role}' THEN {_claim(field)}::uuid END)"
 
     @classmethod
-    def patients(cls, *, grants: bool, own: bool) -> str:
+    def patients(cls, *, grants: bool, own: bool, agent: str | None = None) -> str:
         """The patient ids the identity reaches, as one array computed once per statement.
 
         A clinician's active care team (and, with ``grants``, their active break-glass grants);
-        with ``own``, a patient's own id. The rows come through those tables' own policies, as
-        the first policies' ``IN (SELECT ...)`` did.
+        with ``own``, a patient's own id; with ``agent`` (a scope in claim form), the patient
+        set of an agent holding that scope (``agent_parts``). The rows come through those
+        tables' own policies, as the first policies' ``IN (SELECT ...)`` did.
         """
         clinician = cls.only("clinician", "user_id")
         parts = [
@@ -257,7 +261,48 @@ class PlannerSQL:
                 f"SELECT o.patient_id FROM (VALUES ({cls.only('patient', 'patient_id')})) o (patient_id) "  # noqa: S608
                 "WHERE o.patient_id IS NOT NULL"
             )
+        if agent is not None:
+            parts += cls.agent_parts(agent)
         return f"(SELECT ARRAY({' UNION ALL '.join(parts)}))::uuid[]"
+
+    @staticmethod
+    def agent(scope: str | None = None) -> str:
+        """The verified agent's user id — when it holds ``scope`` (claim form, ``records.read``),
+        if one is named — else NULL: one initplan, like ``only``."""
+        held = ""
+        if scope is not None:
+            if scope not in {scopes.claim(known) for known in scopes.SCOPES}:
+                raise ValueError(f"unknown scope {scope!r}")
+            held = f" AND '{scope}' = ANY (string_to_array({_claim('scopes')}, ' '))"
+        return f"(SELECT CASE WHEN {_claim('role')} = 'agent'{held} THEN {_claim('user_id')}::uuid END)"
+
+    @classmethod
+    def agent_parts(cls, scope: str) -> list[str]:
+        """The patient set of an agent holding ``scope``: its explicit patients and the active
+        care team of each clinician it works for (``patients_agentaccess``, whose rows an agent
+        reads for itself, and the memberships of its clinicians, which it reads too)."""
+        agent = cls.agent(scope)
+        return [
+            "SELECT a.patient_id FROM patients_agentaccess a "  # noqa: S608 - constant SQL
+            f"WHERE a.agent_id = {agent} AND a.patient_id IS NOT NULL",
+            "SELECT m.patient_id FROM patients_agentaccess a "  # noqa: S608 - constant SQL
+            "JOIN patients_careteammembership m ON m.clinician_id = a.care_team_of_id "
+            f"WHERE a.agent_id = {agent} AND m.starts_on <= current_date "
+            "AND (m.ends_on IS NULL OR m.ends_on >= current_date)",
+        ]
+
+    @classmethod
+    def agent_patients(cls, scope: str) -> str:
+        """Only the patient set of an agent holding ``scope``, as one array (empty for anyone else)."""
+        return f"(SELECT ARRAY({' UNION ALL '.join(cls.agent_parts(scope))}))::uuid[]"
+
+    @classmethod
+    def supervisors(cls) -> str:
+        """The clinicians whose care teams the verified agent works for, as one array."""
+        return (
+            "(SELECT ARRAY(SELECT a.care_team_of_id FROM patients_agentaccess a "  # noqa: S608 - constant SQL
+            f"WHERE a.agent_id = {cls.agent()} AND a.care_team_of_id IS NOT NULL))::uuid[]"
+        )
 
 
 def planner_policies() -> dict[str, Policies]:
@@ -309,6 +354,91 @@ def planner_policies() -> dict[str, Policies]:
 
 PATIENTS_TABLES = ("patients_patient", "patients_careteammembership", "patients_emergencyaccessgrant")
 RECORDS_TABLES = ("records_medicalrecord", "records_appointment", "records_medicalrecordrevision")
+AGENT_ACCESS_TABLE = "patients_agentaccess"
+
+
+def agent_policies() -> dict[str, Policies]:
+    """Every PHI table's policies as patients and records 0008 install them: ``planner_policies()``
+    with the agents' clauses, and the agent-access table's own.
+
+    An agent reaches only the patients of its set (``PlannerSQL.agent_parts``), and in each
+    table only what its scopes name: it reads a table with ``<resource>:read``; with
+    ``patients:write`` it updates its patients, with ``records:write`` it adds records (as
+    their provider; it never amends one) and their first revision, with ``appointments:write``
+    it requests appointments (status ``requested``) and cancels open ones — what a patient may
+    do for themself, since an agent is no clinician. It never deletes, never registers a
+    patient, never sees a break-glass grant. Its own access rows and its clinicians'
+    care-team memberships it reads (the arrays are built from them).
+    """
+    p = PlannerSQL
+    planner, first = planner_policies(), phi_policies(SIGNED)
+    system = p.everything("system")
+
+    def readable(scope: str) -> str:
+        return f"ANY ({p.patients(grants=True, own=True, agent=scope)})"
+
+    def agent_writes(scope: str, condition: str = "", column: str = "patient_id") -> str:
+        return f" OR ({ROLE} = 'agent' AND {column} = ANY ({p.agent_patients(scope)}){condition})"
+
+    patient_update = f"{system} OR id = ANY ({p.patients(grants=False, own=True, agent='patients.write')})"
+    patient_check = first["patients_patient"]["update"][1] + agent_writes("patients.write", column="id")
+    careteam_read = f"{planner['patients_careteammembership']['select'][0]} OR clinician_id = ANY ({p.supervisors()})"
+    revision_create = (
+        "patient_id = (SELECT r.patient_id FROM records_medicalrecord r WHERE r.id = record_id) AND ("  # noqa: S608
+        f"{IS_SYSTEM} OR ({ROLE} = 'clinician' AND changed_by = {UID} AND patient_id IN {CARE_TEAM})"
+        f"{agent_writes('records.write', f' AND changed_by = {UID}')})"
+    )
+    appointments = planner["records_appointment"]
+    open_by_agent = (
+        f" OR (patient_id = ANY ({p.agent_patients('appointments.write')}) AND status IN ('requested', 'confirmed'))"
+    )
+    everything = p.everything("system", "admin", column="agent_id")
+    system_only = p.everything("system", column="agent_id")
+    return {
+        "patients_patient": {
+            **planner["patients_patient"],
+            "select": (
+                f"{system} OR id = {readable('patients.read')} OR user_id = {p.only('patient', 'user_id')}",
+                None,
+            ),
+            "update": (patient_update, patient_check),
+        },
+        "patients_careteammembership": {**planner["patients_careteammembership"], "select": (careteam_read, None)},
+        "patients_emergencyaccessgrant": planner["patients_emergencyaccessgrant"],
+        AGENT_ACCESS_TABLE: {
+            "select": (f"{everything} OR agent_id = {p.only('agent', 'user_id')}", None),
+            "insert": (None, IS_SYSTEM),
+            "update": (system_only, IS_SYSTEM),
+            "delete": (system_only, None),
+        },
+        "records_medicalrecord": {
+            **planner["records_medicalrecord"],
+            "select": (f"{system} OR patient_id = {readable('records.read')}", None),
+            "insert": (
+                None,
+                first["records_medicalrecord"]["insert"][1]
+                + agent_writes("records.write", f" AND provider_id = {UID}"),
+            ),
+        },
+        "records_appointment": {
+            "select": (f"{system} OR patient_id = {readable('appointments.read')}", None),
+            "insert": (
+                None,
+                appointments["insert"][1] + agent_writes("appointments.write", " AND status = 'requested'"),
+            ),
+            "update": (
+                appointments["update"][0] + open_by_agent,
+                appointments["update"][1]
+                + agent_writes("appointments.write", " AND status IN ('requested', 'cancelled')"),
+            ),
+            "delete": appointments["delete"],
+        },
+        "records_medicalrecordrevision": {
+            **planner["records_medicalrecordrevision"],
+            "select": (f"{system} OR patient_id = {readable('records.read')}", None),
+            "insert": (None, revision_create),
+        },
+    }
 
 
 def first_policies() -> dict[str, Policies]:

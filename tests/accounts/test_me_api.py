@@ -24,4 +24,6 @@ def test_me_is_the_callers_id_and_role(api: Any, world: Any, who: str) -> None:
 def test_me_needs_a_session(api: Any) -> None:
     answer = api(None).get("/api/v1/me/")
 
-    assert answer.status_code == 403 and error_code(answer) == "not_authenticated"
+    # 401 with WWW-Authenticate: the API's first authentication is the agents' (docs/agents.md).
+    assert answer.status_code == 401 and answer["WWW-Authenticate"] == 'Bearer realm="neonpro"'
+    assert error_code(answer) == "not_authenticated"

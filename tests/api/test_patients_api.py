@@ -55,8 +55,9 @@ def test_clinician_lists_only_care_team_patients(api, world) -> None:  # type: i
 @pytest.mark.parametrize("who", ["admin", None])
 def test_admins_and_anonymous_users_have_no_access_to_phi(api, world, who) -> None:  # type: ignore[no-untyped-def]
     user = getattr(world, who) if who else None
-    assert api(user).get("/api/v1/patients/").status_code == 403
-    assert api(user).get(url(world.alice)).status_code == 403
+    expected = 403 if who else 401  # nobody signed in: 401, with WWW-Authenticate (docs/agents.md)
+    assert api(user).get("/api/v1/patients/").status_code == expected
+    assert api(user).get(url(world.alice)).status_code == expected
 
 
 def test_search_by_body_finds_without_logging_the_value(api, world, caplog) -> None:  # type: ignore[no-untyped-def]

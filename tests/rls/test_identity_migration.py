@@ -111,8 +111,9 @@ def test_reversing_the_signed_identity_restores_plain_policies_and_reapplying_si
     after = _state(clone)
     assert after["functions"] == (False, False) and not after["key_table"]
     # Every PHI table left reads the plain settings again; the record history, whose policies
-    # read the signed identity from the start (records 0005), was reversed with it.
-    assert after["tables"] == set(PHI_TABLES) - {"records_medicalrecordrevision"}
+    # read the signed identity from the start (records 0005), was reversed with it, and so was
+    # the agent-access table (patients 0008, after the signed identity).
+    assert after["tables"] == set(PHI_TABLES) - {"records_medicalrecordrevision", "patients_agentaccess"}
     assert not after["signed_tables"] and after["plain_tables"] == after["tables"]
     # post_migrate found no signed identity to put keys into, and did not try.
     assert "identity signing keys" not in reversed_.stderr

@@ -387,7 +387,7 @@ def test_agent_scopes_are_signed_and_read_back() -> None:
             "patient_id": None,
             "scopes": "records.read imaging-upload",
         }
-        assert _visible() == dict.fromkeys(PHI_TABLES, 0), "agents have no clauses yet"
+        assert _visible() == dict.fromkeys(PHI_TABLES, 0), "an agent with no patient set sees nothing"
 
 
 def test_db_identity_keys_needs_the_owner() -> None:
