@@ -45,7 +45,8 @@ def open_docs(browser: Any, app: Any) -> list[Any]:
 
 def violations(browser: Any) -> list[str]:
     reported = list(browser.execute_script("return window.__csp || []"))
-    console = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+    console = [entry["message"] for entry in browser.get_log("browser")]
+    console = [message for message in console if "Content Security Policy" in message]
     return reported + console
 
 
@@ -60,7 +61,7 @@ def test_the_docs_render_every_operation_without_a_csp_violation(watched: Any, s
 
 
 def test_signed_in_a_clinician_tries_an_operation_from_the_docs(watched: Any, served_app: Any) -> None:
-    """"Try it out" on GET /api/v1/me/ with the session of the browser, as a person would."""
+    """Try it out on GET /api/v1/me/ with the session of the browser, as a person would."""
     sign_in(watched, served_app, "dr.house")
     open_docs(watched, served_app)
     me = watched.find_element(By.ID, "operations-me-me")
