@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
@@ -244,6 +245,7 @@ def _limit_refused(refused: break_glass.EmergencyAccessLimitError) -> Response:
             status=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(refused.retry_after)},
         )
+    assert refused.expires_at is not None  # a refusal without retry_after names the grant's end
     until = serializers.DateTimeField().to_representation(refused.expires_at)
     message = f"{refused} It lasts until {until}."
     return Response(error_body("already_granted", message), status=status.HTTP_409_CONFLICT)

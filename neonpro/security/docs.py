@@ -27,7 +27,7 @@ class DocsView(SpectacularSwaggerSplitView):
 
     @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        response: Response = super().get(request, *args, **kwargs)
+        response: Response = super().get(request, *args, **kwargs)  # type: ignore[no-untyped-call]
         # The start-up script embeds the CSRF token of the session: no other site may load it.
         response["Cross-Origin-Resource-Policy"] = "same-origin"
         return response

@@ -59,7 +59,8 @@ def security_schemes() -> dict[str, dict[str, str]]:
 class ErrorDetailSerializer(serializers.Serializer[Any]):
     code = serializers.CharField(help_text="A stable machine-readable word: not_found, invalid, throttled, ...")
     message = serializers.CharField(help_text="A sentence a person can act on; never repeats a submitted value.")
-    fields = serializers.DictField(
+    # A declared field named like Serializer.fields: DRF's metaclass takes it out of the class.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Each invalid input field (dotted when nested) and its messages; empty when none.",
     )
@@ -180,7 +181,9 @@ class NeonProAutoSchema(AutoSchema):
             return []
         for name, definition in security_schemes().items():
             self.registry.register_on_missing(
-                ResolvedComponent(name=name, type=ResolvedComponent.SECURITY_SCHEMA, object=name, schema=definition)
+                ResolvedComponent(  # type: ignore[no-untyped-call]
+                    name=name, type=ResolvedComponent.SECURITY_SCHEMA, object=name, schema=definition
+                )
             )
         session: dict[str, list[str]] = {SESSION: []}
         if self.method not in permissions.SAFE_METHODS:
@@ -188,7 +191,7 @@ class NeonProAutoSchema(AutoSchema):
         return [session, {BEARER: []}]
 
     def _postprocess_serializer_schema(self, schema: Any, serializer: Any, direction: Any) -> Any:
-        schema = super()._postprocess_serializer_schema(schema, serializer, direction)
+        schema = super()._postprocess_serializer_schema(schema, serializer, direction)  # type: ignore[no-untyped-call]
         if direction == "request" and isinstance(serializer, StrictSerializer):
             schema["additionalProperties"] = False
         return schema
