@@ -511,6 +511,28 @@ for _name in ("NEONPRO_API_RATE_AGENT", "NEONPRO_API_RATE_USER"):
         raise ImproperlyConfigured(f"{_name} must look like 600/min (or be off), not {globals()[_name]!r}")
 # The largest request body the API parses (bytes): a larger one is a 413.
 NEONPRO_API_MAX_BODY_BYTES = env_int("NEONPRO_API_MAX_BODY_BYTES", 1024 * 1024)
+# -- The API: OpenAPI schema and interactive docs (docs/api.md) ----------------------------
+# drf-spectacular describes every operation (neonpro/security/schema.py adds the security
+# schemes, the error body on each 4xx/5xx and the shared headers); the sidecar serves Swagger
+# UI's assets from our own static files, so the docs load nothing from a CDN.
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "neonpro.security.schema.NeonProAutoSchema"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "NeonPro Records API",
+    "DESCRIPTION": "Patients, medical records and appointments, for clinicians, patients and agents (docs/api.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SCHEMA_PATH_PREFIX_TRIM": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"SearchableFieldEnum": "patients.serializers.SEARCHABLE_CHOICES"},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "displayOperationId": True},
+}
 
 # -- Logging -------------------------------------------------------------------------------
 LOGGING = {

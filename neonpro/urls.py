@@ -7,6 +7,8 @@ from django.urls import include, path
 from neonpro.accounts import api as accounts_api
 from neonpro.accounts import session_api, session_views, signin_views
 from neonpro.accounts import views as accounts_views
+from neonpro.security import api_root
+from neonpro.security import docs as api_docs
 from neonpro.security import views as security_views
 from patients import api as patients_api
 from records import api as records_api
@@ -27,6 +29,20 @@ api_v1 = [
     path("records/<uuid:pk>/", records_api.RecordDetailView.as_view(), name="record-detail"),
     path("appointments/", records_api.AppointmentListView.as_view(), name="appointment-list"),
     path("appointments/<uuid:pk>/", records_api.AppointmentDetailView.as_view(), name="appointment-detail"),
+    # -- The API surface (docs/api.md) --
+    path("", api_root.ApiRootView.as_view(), name="api-root"),
+    path("patients/<uuid:pk>/clinicians/", patients_api.CareTeamView.as_view(), name="patient-clinicians"),
+    path(
+        "emergency-access/",
+        patients_api.EmergencyAccessByIdentifierView.as_view(),
+        name="emergency-access-by-identifier",
+    ),
+    path("appointments/<uuid:pk>/cancel/", records_api.AppointmentCancelView.as_view(), name="appointment-cancel"),
+    path(
+        "appointments/<uuid:pk>/reschedule/",
+        records_api.AppointmentRescheduleView.as_view(),
+        name="appointment-reschedule",
+    ),
 ]
 
 handler400 = "neonpro.security.errors.bad_request"
@@ -77,4 +93,6 @@ urlpatterns = [
     path("accounts/sessions/<uuid:pk>/end/", session_views.session_end, name="session-end"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("api/schema/", api_docs.SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", api_docs.DocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -25,6 +25,7 @@ from neonpro.audit.services import record_event
 from neonpro.security.access import get_visible
 from neonpro.security.context import Identity, system_context
 from patients.models import EmergencyAccessGrant, Patient, active_grants
+from patients.services import SEARCHABLE
 
 logger = logging.getLogger(__name__)
 RESOURCE = "patients.patient"
@@ -69,7 +70,7 @@ def _recent_break_glass(clinician_id: uuid.UUID | None, now: dt.datetime) -> lis
     return sorted([*granted.values_list("granted_at", flat=True), *probes.values_list("occurred_at", flat=True)])
 
 
-def _check_limits(identity: Identity, patient_uuid: uuid.UUID, now: dt.datetime) -> int:
+def _check_limits(identity: Identity, patient_uuid: uuid.UUID | None, now: dt.datetime) -> int:
     """Refuse past the hourly or daily ceiling (EmergencyAccessLimitError); returns today's count."""
     per_hour, per_day, _ = break_glass_limits()
     recent = _recent_break_glass(identity.user_id, now)
@@ -112,13 +113,7 @@ def request_emergency_access(
     """
     if identity.role != "clinician":
         raise PermissionDenied("Only clinicians may use emergency access.")
-    reason = (reason or "").strip()
-    if len(reason) < MIN_REASON:
-        raise ValidationError({"reason": f"Describe the emergency in at least {MIN_REASON} characters."})
-    default = int(getattr(settings, "NEONPRO_BREAK_GLASS_MINUTES", 60))
-    minutes = default if minutes is None else minutes
-    if not 1 <= minutes <= 24 * 60:
-        raise ValidationError({"minutes": "Emergency access lasts between 1 minute and 24 hours."})
+    reason, minutes = _reason_and_minutes(reason, minutes)
     try:
         patient_uuid = uuid.UUID(str(patient_id))
     except ValueError:
@@ -126,6 +121,62 @@ def request_emergency_access(
     with transaction.atomic():
         _serialise_per_clinician(identity.user_id)
         return _open_grant(identity, patient_uuid, reason, minutes)
+
+
+def _reason_and_minutes(reason: str, minutes: int | None) -> tuple[str, int]:
+    """The reason, stripped, and the duration (the default when none): ValidationError when
+    the reason is too short or the duration out of range."""
+    reason = (reason or "").strip()
+    if len(reason) < MIN_REASON:
+        raise ValidationError({"reason": f"Describe the emergency in at least {MIN_REASON} characters."})
+    default = int(getattr(settings, "NEONPRO_BREAK_GLASS_MINUTES", 60))
+    minutes = default if minutes is None else minutes
+    if not 1 <= minutes <= 24 * 60:
+        raise ValidationError({"minutes": "Emergency access lasts between 1 minute and 24 hours."})
+    return reason, minutes
+
+
+def request_emergency_access_by_identifier(
+    identity: Identity, *, identifier: str, value: str, reason: str, minutes: int | None = None
+) -> EmergencyAccessGrant:
+    """Break-glass for the one patient a searchable identifier (MRN, SSN, email, phone) names,
+    for a clinician who cannot know the patient's id (the patient is off their care team).
+
+    The lookup is an equality search on the blind index, as the system (the patient is not
+    visible to the caller yet), audited like a search (``patient.search``: the field and the
+    ids found, never the value). No match and several matches get the answer an unknown
+    patient id gets (Patient.DoesNotExist, a ``denied`` break-glass event that counts against
+    the clinician's ceilings): the answer never says whether, or how many, patients have that
+    identifier. Otherwise exactly ``request_emergency_access``: same checks, limits and events.
+    """
+    if identity.role != "clinician":
+        raise PermissionDenied("Only clinicians may use emergency access.")
+    if identifier not in SEARCHABLE:
+        raise ValidationError({"identifier": f"Identify the patient by one of {', '.join(SEARCHABLE)}."})
+    if not isinstance(value, str) or not value.strip() or len(value) > 254:
+        raise ValidationError({"value": "Enter the identifier's value (at most 254 characters)."})
+    reason, minutes = _reason_and_minutes(reason, minutes)
+    with transaction.atomic():
+        _serialise_per_clinician(identity.user_id)
+        _check_limits(identity, None, timezone.now())
+        with system_context("break-glass: find the patient by a searchable identifier"):
+            found = list(Patient.objects.filter(**{identifier: value}).values_list("id", flat=True)[:2])
+        record_event(
+            "patient.search",
+            resource_type=RESOURCE,
+            purpose="emergency",
+            details={"field": identifier, "count": len(found), "ids": found, "for": "break_glass"},
+        )
+        if len(found) != 1:
+            record_event(
+                "break_glass.start",
+                outcome="denied",
+                resource_type=RESOURCE,
+                purpose="emergency",
+                details={"refused": "unknown_patient", "identifier": identifier},
+            )
+            raise Patient.DoesNotExist("No patient with that identifier.")
+        return _open_grant(identity, found[0], reason, minutes)
 
 
 def _serialise_per_clinician(clinician_id: uuid.UUID | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -17,7 +18,7 @@ from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import SYSTEM, Identity, system_context
 from neonpro.security.pagination import Page, PageRequest, paginate
 from patients.agent_models import in_agent_set
-from patients.models import CareTeamMembership, Patient, active_care_team, active_grants
+from patients.models import CareTeamMembership, Patient, active_care_team, active_care_team_members, active_grants
 
 logger = logging.getLogger(__name__)
 RESOURCE = "patients.patient"
@@ -97,6 +98,51 @@ def list_patients(identity: Identity, *, page: PageRequest | None = None) -> Pag
         queryset = Patient.objects.all()
     result = paginate(queryset, order=PATIENT_ORDER, page=page or PageRequest(), scope="patients", identity=identity)
     record_event("patient.list", resource_type=RESOURCE, details=result.audit_details())
+    return result
+
+
+def patient_names(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Full names of the patients among ``ids`` that the caller may see (the scoped manager and
+    row-level security leave out the others); only that one field is decrypted."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    return {p.pk: p.full_name for p in Patient.objects.filter(pk__in=wanted).only("id", "full_name")}
+
+
+CLINICIAN_ORDER = ("last_name", "first_name", "id")
+
+
+def list_care_team(identity: Identity, patient_id: uuid.UUID | str, *, page: PageRequest | None = None) -> Page[Any]:
+    """One page of the clinicians on a visible patient's active care team, by name; audited.
+
+    For a patient choosing whom to ask for an appointment (and a clinician seeing their
+    colleagues). The patient is checked first (Patient.DoesNotExist when not visible); the
+    memberships are then read as the system, since a membership row is visible only to its
+    own clinician and patient: the answer names clinicians, nothing about the patient.
+    Raises ValidationError on a cursor not issued for this list to this caller.
+    """
+    from django.contrib.auth import get_user_model
+
+    patient = get_visible(Patient, patient_id, action="careteam.list")
+    with system_context("care team of a patient the caller may see"):
+        clinicians = get_user_model().objects.filter(
+            pk__in=active_care_team_members(patient.pk), role="clinician", is_active=True
+        )
+        result: Page[Any] = paginate(
+            clinicians,
+            order=CLINICIAN_ORDER,
+            page=page or PageRequest(),
+            scope=f"careteam:{patient.pk}",
+            identity=identity,
+        )
+    record_event(
+        "careteam.list",
+        resource_type="patients.careteammembership",
+        patient_id=patient.pk,
+        purpose=access_purpose(identity, patient.pk),
+        details=result.audit_details(),
+    )
     return result
 
 

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from keys.exceptions import RowIntegrityError
 from keys.signals import integrity_failure
+from neonpro.accounts.people import clinician_names
 from neonpro.audit.services import SYSTEM_ACTOR_ID, record_event
 from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import Identity, system_context
+from neonpro.security.filters import DateRange
 from neonpro.security.pagination import Page, PageRequest, paginate
 from patients.agent_models import in_agent_set
 from patients.models import active_care_team, active_care_team_members
-from patients.services import access_purpose, reachable_patient_id
+from patients.services import access_purpose, patient_names, reachable_patient_id
 from records.models import Appointment, MedicalRecord, MedicalRecordRevision
 
 RECORD = "records.medicalrecord"
@@ -43,17 +48,44 @@ RECORD_ORDER = ("-record_date", "-id")
 APPOINTMENT_ORDER = ("scheduled_at", "id")
 
 
+@dataclass(frozen=True)
+class Names:
+    """Who the rows name, by id: patients' full names and clinicians' display names."""
+
+    patients: dict[uuid.UUID, str] = field(default_factory=dict)
+    clinicians: dict[uuid.UUID, str] = field(default_factory=dict)
+
+
+def names_for(rows: Iterable[MedicalRecord | Appointment]) -> Names:
+    """The names of the patients and providers of ``rows`` (two queries, whatever their number).
+
+    Patients' names come through the caller's scope (row-level security and the scoped
+    manager): a caller who sees a row sees its patient, and no other name is ever read.
+    """
+    rows = list(rows)
+    return Names(
+        patients=patient_names(row.patient_id for row in rows),
+        clinicians=clinician_names(row.provider_id for row in rows),
+    )
+
+
 def list_records(
-    identity: Identity, patient_id: uuid.UUID | str, *, page: PageRequest | None = None
+    identity: Identity,
+    patient_id: uuid.UUID | str,
+    *,
+    page: PageRequest | None = None,
+    dates: DateRange | None = None,
 ) -> Page[MedicalRecord]:
-    """One page of a visible patient's timeline, newest first; audited as the page.
+    """One page of a visible patient's timeline, newest first, within ``dates`` (the record
+    date, both days included); audited as the page.
 
     Raises Patient.DoesNotExist (not visible) and ValidationError (a cursor not issued for
     this timeline to this caller).
     """
+    dates = dates or DateRange()
     patient_pk = reachable_patient_id(identity, patient_id, action="record.list", agent_scope="records:read")
     result = paginate(
-        MedicalRecord.objects.filter(patient_id=patient_pk),
+        MedicalRecord.objects.filter(patient_id=patient_pk, **dates.on_dates("record_date")),
         order=RECORD_ORDER,
         page=page or PageRequest(),
         scope=f"records:{patient_pk}",
@@ -64,7 +96,7 @@ def list_records(
         resource_type=RECORD,
         patient_id=patient_pk,
         purpose=access_purpose(identity, patient_pk),
-        details=result.audit_details(),
+        details={**result.audit_details(), **dates.audit_details()},
     )
     return result
 
@@ -171,14 +203,17 @@ def list_appointments(
     patient_id: uuid.UUID | str | None = None,
     provider_id: uuid.UUID | None = None,
     page: PageRequest | None = None,
+    dates: DateRange | None = None,
 ) -> Page[Appointment]:
     """One page of the visible appointments, earliest first: of one patient, of one
-    provider, or all the caller may see; audited as the page.
+    provider, or all the caller may see, within ``dates`` (days of ``scheduled_at``, both
+    included); audited as the page.
 
     Raises Patient.DoesNotExist (``patient_id`` not visible) and ValidationError (a cursor
     not issued for this list to this caller).
     """
-    queryset = Appointment.objects.all()
+    dates = dates or DateRange()
+    queryset = Appointment.objects.filter(**dates.on_times("scheduled_at"))
     patient_pk = None
     if patient_id is not None:
         patient_pk = reachable_patient_id(
@@ -199,7 +234,7 @@ def list_appointments(
         resource_type=APPOINTMENT,
         patient_id=patient_pk,
         purpose=access_purpose(identity, patient_pk) if patient_pk else "",
-        details={**result.audit_details(), "provider": provider_id},
+        details={**result.audit_details(), "provider": provider_id, **dates.audit_details()},
     )
     return result
 
@@ -211,8 +246,10 @@ def get_appointment(identity: Identity, pk: uuid.UUID | str) -> Appointment:
 
 
 def create_appointment(identity: Identity, patient_id: uuid.UUID | str, data: dict[str, Any]) -> Appointment:
-    """Clinicians book for care-team patients; patients request their own (status ``requested``),
-    and so do agents (``appointments:write``) for the patients of their set."""
+    """Clinicians book for care-team patients (``confirmed`` unless they say otherwise: the
+    clinician is the one who confirms); patients request their own (``requested``, for a
+    clinician on their care team to confirm), and so do agents (``appointments:write``) for
+    the patients of their set."""
     patient_pk = reachable_patient_id(
         identity, patient_id, action="appointment.create", agent_scope="appointments:write"
     )
@@ -230,6 +267,7 @@ def create_appointment(identity: Identity, patient_id: uuid.UUID | str, data: di
     else:
         _require_care_team(identity, patient_pk)
         provider = provider or identity.user_id
+        data.setdefault("status", Appointment.Status.CONFIRMED)
     provider_id = _bookable_provider(patient_pk, getattr(provider, "pk", provider))
     appointment = Appointment(patient_id=patient_pk, provider_id=provider_id, **data)
     appointment.full_clean(exclude=["patient"] if identity.role == "agent" else None)  # see _not_validated
@@ -274,6 +312,70 @@ def update_appointment(identity: Identity, appointment: Appointment, changes: di
     else:
         _require_care_team(identity, appointment.patient_id)
     return save_changes(appointment, changes, allowed=APPOINTMENT_FIELDS, action="appointment.update")
+
+
+class AppointmentStateError(Exception):
+    """The appointment's status does not allow the change (cancelled, completed, no-show)."""
+
+
+def _may_change_appointment(identity: Identity, appointment: Appointment, *, action: str, done: str) -> None:
+    """Its patient, a clinician on the patient's care team (not through break-glass: that is
+    read-only), or the system; PermissionDenied otherwise. Only requested and confirmed
+    appointments change (AppointmentStateError, audited as denied)."""
+    if identity.role == "clinician":
+        _require_care_team(identity, appointment.patient_id)
+    elif identity.role not in ("patient", "system"):
+        raise PermissionDenied("Only the patient and their care team change appointments.")
+    if appointment.status not in CANCELLABLE:
+        record_event(
+            action,
+            outcome="denied",
+            resource_type=APPOINTMENT,
+            resource_id=appointment.pk,
+            patient_id=appointment.patient_id,
+            details={"refused": "status", "status": appointment.status},
+        )
+        status = appointment.get_status_display().lower()
+        raise AppointmentStateError(f"A {status} appointment can no longer be {done}.")
+
+
+def cancel_appointment(identity: Identity, appointment_id: uuid.UUID | str) -> Appointment:
+    """Cancel a requested or confirmed appointment; audited (``appointment.cancel``).
+
+    Raises Appointment.DoesNotExist (not visible), PermissionDenied (read-only access, or a
+    role that does not change appointments), AppointmentStateError (no longer cancellable).
+    """
+    appointment = get_visible(Appointment, appointment_id, action="appointment.cancel")
+    _may_change_appointment(identity, appointment, action="appointment.cancel", done="cancelled")
+    changes = {"status": Appointment.Status.CANCELLED}
+    return save_changes(appointment, changes, allowed=("status",), action="appointment.cancel")
+
+
+def reschedule_appointment(
+    identity: Identity,
+    appointment_id: uuid.UUID | str,
+    *,
+    scheduled_at: dt.datetime,
+    duration_minutes: int | None = None,
+) -> Appointment:
+    """Move a requested or confirmed appointment to a time in the future; audited
+    (``appointment.reschedule``, the fields changed).
+
+    A patient's move is a request again (``requested``: a clinician confirms the new time,
+    as the row-level-security policy also requires); a clinician's is ``confirmed``. Raises
+    what ``cancel_appointment`` raises, and ValidationError for a time not in the future.
+    """
+    appointment = get_visible(Appointment, appointment_id, action="appointment.reschedule")
+    _may_change_appointment(identity, appointment, action="appointment.reschedule", done="rescheduled")
+    if scheduled_at <= timezone.now():
+        raise ValidationError({"scheduled_at": "Choose a time in the future."})
+    status = Appointment.Status.REQUESTED if identity.role == "patient" else Appointment.Status.CONFIRMED
+    changes: dict[str, Any] = {"scheduled_at": scheduled_at, "status": status}
+    if duration_minutes is not None:
+        changes["duration_minutes"] = duration_minutes
+    return save_changes(
+        appointment, changes, allowed=("scheduled_at", "status", "duration_minutes"), action="appointment.reschedule"
+    )
 
 
 def export_records(patient_id: uuid.UUID) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -32,6 +34,9 @@ def _json(code: str, message: str, status: int) -> JsonResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_api(request) and isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return _json("too_large", f"The request body is too large: at most {limit} bytes.", 413)
     if is_api(request):
         return _json("bad_request", "Bad request.", 400)
     return defaults.bad_request(request, exception)  # type: ignore[arg-type]

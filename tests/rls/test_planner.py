@@ -270,3 +270,31 @@ def test_the_system_walks_a_table_by_primary_key_without_reading_it_all(hospital
     assert scan["Node Type"] == "Index Scan" and scan["Index Name"] == "patients_patient_pkey"
     assert scan["Actual Rows"] == 500
     assert scan["Plan Rows"] >= PATIENTS / 10, "the system's estimate is not collapsed either"
+
+
+def test_a_date_range_keeps_the_timeline_and_the_schedule_on_their_indexes(hospital: None) -> None:
+    """The API's ``?from=&to=`` filters (neonpro.security.filters), as the list services send them."""
+    import datetime as dt
+
+    from neonpro.security.filters import DateRange
+    from records.models import Appointment, MedicalRecord
+    from records.services import APPOINTMENT_ORDER, RECORD_ORDER
+
+    dates = DateRange(start=dt.date(2016, 1, 1), end=dt.date(2035, 12, 31))
+    patient = uuid.UUID(f"{PATIENT_PREFIX}{7:012x}")  # on SMALL's care team
+    with acting_as(SMALL_ID):
+        records = MedicalRecord.objects.filter(patient_id=patient, **dates.on_dates("record_date"))
+        timeline = records.order_by(*RECORD_ORDER).values_list("id")[: PAGE + 1].query.sql_with_params()
+    with acting_as(LARGE_ID):
+        appointments = Appointment.objects.filter(provider_id=LARGE, **dates.on_times("scheduled_at"))
+        schedule = appointments.order_by(*APPOINTMENT_ORDER).values_list("id")[: PAGE + 1].query.sql_with_params()
+
+    plan = _explain(SMALL_ID, timeline[0], list(timeline[1]))
+    _assert_no_seq_scan_of_a_big_table(plan)
+    assert plan["Actual Rows"] == 2
+    assert "record_patient_timeline" in {node.get("Index Name") for node in _nodes(plan)}
+    assert not [node for node in _nodes(plan) if node["Node Type"] == "Sort"], "the index gives the order"
+    plan = _explain(LARGE_ID, schedule[0], list(schedule[1]))  # as without a range (above)
+    _assert_no_seq_scan_of_a_big_table(plan)
+    _assert_no_sort_of_the_whole_table(plan, PAGE)
+    assert plan["Actual Rows"] == PAGE + 1
