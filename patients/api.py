@@ -165,22 +165,9 @@ class EmergencyAccessView(APIView):
                 identity_of(request), patient_id=pk, **serializer.validated_data
             )
         except break_glass.EmergencyAccessLimitError as refused:
-            if refused.retry_after is not None:
-                return Response(
-                    error_body("break_glass_limit", str(refused)),
-                    status=status.HTTP_429_TOO_MANY_REQUESTS,
-                    headers={"Retry-After": str(refused.retry_after)},
-                )
-            until = serializers.DateTimeField().to_representation(refused.expires_at)
-            message = f"{refused} It lasts until {until}."
-            return Response(error_body("already_granted", message), status=status.HTTP_409_CONFLICT)
+            return _limit_refused(refused)
         rotate_session(request)  # elevated access: a new session id (ASVS 3.2.1)
-        body: dict[str, Any] = {
-            "grant": str(grant.pk),
-            "patient": str(grant.patient_id),
-            "expires_at": grant.expires_at,
-        }
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(GrantSerializer(_grant_body(grant)).data, status=status.HTTP_201_CREATED)
 
 
 class EmergencyAccessEndView(APIView):
@@ -203,6 +190,7 @@ class CareTeamView(APIView):
     """The clinicians on a patient's active care team (whom a patient may ask for an appointment)."""
 
     permission_classes = [IsAuthenticated, HasCareRole]
+    required_scopes = {"GET": "patients:read"}
 
     @extend_schema(
         operation_id="patients_clinicians",
@@ -234,6 +222,7 @@ class EmergencyAccessByIdentifierView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        require_recent_reauth(request)  # as EmergencyAccessView: password and code again first
         serializer = EmergencyAccessByIdentifierSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -242,6 +231,7 @@ class EmergencyAccessByIdentifierView(APIView):
             )
         except break_glass.EmergencyAccessLimitError as refused:
             return _limit_refused(refused)
+        rotate_session(request)  # elevated access: a new session id (ASVS 3.2.1)
         return Response(GrantSerializer(_grant_body(grant)).data, status=status.HTTP_201_CREATED)
 
 

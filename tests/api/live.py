@@ -1,15 +1,15 @@
 """The live API as its clients reach it: over HTTPS, signed in, on the served app's own database.
 
 * ``signed_in(app, username)``: a ``requests.Session`` signed in through the real sign-in form
-  (GET the form, POST username and password with its CSRF token and a Referer), which then
-  sends ``X-CSRFToken`` and ``Referer`` on every request, as a browser's JavaScript would.
-  (When sign-in gains a TOTP step, it goes here.)
+  (GET the form, POST username and password with its CSRF token and a Referer, then the code
+  of the account's authenticator at ``/accounts/login/verify/``), which then sends
+  ``X-CSRFToken`` and ``Referer`` on every request, as a browser's JavaScript would.
 * ``seed_canaries(app)``: patients no demo clinician may see, with unique names, SSNs, MRNs,
   emails, phones and clinical text, written into the served app's database as an operator
   would (``manage.py shell``); every response a caller gets is searched for those values.
-* ``Caller``: who calls (a session today; an agent's bearer token once agents land), with the
-  patients in its scope: one parametrised fixture, so a run per kind of caller is one more
-  parameter.
+* ``Caller``: who calls (a clinician's session, or an agent's bearer token from
+  ``manage.py agents token``), with the ids in its scope: one parametrised fixture, so a run per
+  kind of caller is one more parameter.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from typing import Any
 
 import requests
 
-from tests.served import ServedApp
+from tests.served import ServedApp, totp_code
 
 TIMEOUT = 30
 
 
-def signed_in(app: ServedApp, username: str, password: str | None = None) -> requests.Session:
+def signed_in(
+    app: ServedApp, username: str, password: str | None = None, totp_secret: str | None = None
+) -> requests.Session:
     session = requests.Session()
     session.trust_env, session.verify = False, str(app.cert)
     login = f"{app.url}/accounts/login/"
@@ -41,6 +43,15 @@ def signed_in(app: ServedApp, username: str, password: str | None = None) -> req
         },
         timeout=TIMEOUT,
     )
+    if answer.url.endswith("/accounts/login/verify/"):  # the second factor: the authenticator's code
+        code = totp_code(totp_secret or app.totp_secrets[username], account=username)
+        verify = f"{app.url}/accounts/login/verify/"
+        answer = session.post(
+            verify,
+            headers={"Referer": verify},
+            data={"token": code, "csrfmiddlewaretoken": session.cookies["__Host-csrftoken"]},
+            timeout=TIMEOUT,
+        )
     assert answer.status_code == 200 and "/accounts/login/" not in answer.url, f"sign-in of {username} failed"
     # Django rotates the CSRF token at sign-in: the one to send is the new cookie's.
     session.headers.update({"X-CSRFToken": session.cookies["__Host-csrftoken"], "Referer": f"{app.url}/"})
@@ -57,6 +68,7 @@ class Canaries:
     values: list[str] = field(default_factory=list)
     keeper: str = ""  # the clinician on the first canary's care team (the control)
     keeper_password: str = ""
+    keeper_totp: str = ""  # the keeper's authenticator secret (base32)
 
     def found_in(self, text: str) -> list[str]:
         folded = text.casefold()
@@ -79,6 +91,9 @@ with transaction.atomic(), system_context("test canaries: patients outside every
     keeper = get_user_model().objects.create_user(
         out["keeper"], password=out["keeper_password"], role="clinician", first_name="Canary", last_name="Keeper"
     )
+    from neonpro.accounts.mfa import enrol_with_secret
+
+    out["keeper_totp"] = enrol_with_secret(keeper)
     for n in range(2):
         tag = secrets.token_hex(6)
         digits = "".join(secrets.choice("0123456789") for _ in range(9))
@@ -135,6 +150,16 @@ class Caller:
             scope=scope_of(app, session),
             headers={key: str(value) for key, value in session.headers.items() if key in ("X-CSRFToken", "Referer")},
             cookies={key: value for key, value in session.cookies.items() if value is not None},
+        )
+
+    @classmethod
+    def with_token(cls, name: str, app: ServedApp, token: str) -> Caller:
+        """An agent: no session, no cookies, its bearer token on every request."""
+        session = requests.Session()
+        session.trust_env, session.verify = False, str(app.cert)
+        session.headers["Authorization"] = f"Bearer {token}"
+        return cls(
+            name=name, session=session, scope=scope_of(app, session), headers={"Authorization": f"Bearer {token}"}
         )
 
     def get(self, app: ServedApp, path: str, **kwargs: Any) -> requests.Response:

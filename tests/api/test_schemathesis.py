@@ -15,13 +15,15 @@ not only 404s) and from the canaries' ids (so out-of-scope rows are probed direc
 glass is fuzzed too, but never with a canary's id: a granted break-glass puts the canary in the
 caller's scope on purpose. Nothing is excluded: there is no API logout to cut the session.
 
-``caller`` is the one thing to parametrise for another kind of client (an agent with a
-bearer token, when agents land: its session sends ``Authorization`` instead of a cookie).
+``caller`` is what is parametrised: a clinician with a session (cookie and CSRF header) and an
+agent with a bearer token (``Authorization``, no cookie), each run on every operation.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,12 +59,28 @@ KIND_OF_ID = {"records": "records", "appointments": "appointments"}
 _ACTIVE: dict[str, Caller] = {}
 
 
-@pytest.fixture(scope="module", params=["clinician"])
+AGENT_SCOPES = "patients:read,patients:write,records:read,records:write,appointments:read,appointments:write"
+
+
+@pytest.fixture(scope="module", params=["clinician", "agent"])
 def caller(request: pytest.FixtureRequest, api_app: Any) -> Iterator[Caller]:
-    """A clinician signed in with a session (dr.house: two patients on the care team)."""
-    _ACTIVE["caller"] = Caller.with_session(request.param, api_app, signed_in(api_app, "dr.house"))
+    """A clinician signed in with a session (dr.house: two patients on the care team), or an
+    agent with every scope on dr.house's care team, calling with a bearer token an operator
+    issued with ``manage.py agents``."""
+    name = f"fuzz-agent-{uuid.uuid4().hex[:6]}"
+    if request.param == "clinician":
+        _ACTIVE["caller"] = Caller.with_session(request.param, api_app, signed_in(api_app, "dr.house"))
+    else:
+        created = api_app.manage("agents", "create", name, "--scopes", AGENT_SCOPES, "--care-team-of", "dr.house")
+        assert created.returncode == 0, created.stderr
+        issued = api_app.manage("agents", "token", name, "--expires-days", "1")
+        assert issued.returncode == 0, issued.stderr
+        (token,) = re.findall(r"npa_[a-z]{12}_[0-9a-f]{64}", issued.stdout)
+        _ACTIVE["caller"] = Caller.with_token(request.param, api_app, token)
     yield _ACTIVE["caller"]
     _ACTIVE.clear()
+    if request.param == "agent":
+        api_app.manage("agents", "disable", name)
 
 
 def _schema() -> schemathesis.BaseSchema:
@@ -151,7 +169,7 @@ def test_the_canaries_are_served_to_their_clinician_and_to_nobody_else(api_app: 
     clinician gets them, and the detector finds them there), and probing every route with
     their ids and values directly gives the caller nothing."""
     canaries = api_app.canaries
-    keeper = signed_in(api_app, canaries.keeper, canaries.keeper_password)
+    keeper = signed_in(api_app, canaries.keeper, canaries.keeper_password, canaries.keeper_totp)
     [patient, other] = canaries.patient_ids
     seen = keeper.get(f"{api_app.url}/api/v1/patients/{patient}/records/", timeout=30)
     assert seen.status_code == 200 and canaries.found_in(seen.text)
