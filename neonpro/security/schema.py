@@ -9,7 +9,7 @@ operation, what the plumbing guarantees, so that the schema is exact enough to f
 * **errors**: each 4xx and 5xx the operation can answer, every one with the one error body
   (the ``Error`` component, neonpro/security/error_body.py);
 * **headers**: ``Cache-Control: no-store`` and ``X-Request-ID`` on every response,
-  ``Retry-After`` on 429 and 503;
+  ``Retry-After`` on 429 and 503, ``WWW-Authenticate`` on 401;
 * **strict input**: request bodies of a ``StrictSerializer`` are ``additionalProperties: false``.
 
 Lists add ``page_parameters()`` and ``LINK_HEADER``; date filters ``date_range_parameters()``.
@@ -174,6 +174,8 @@ class NeonProAutoSchema(AutoSchema):
         )
         if code in ("429", "503"):
             headers["Retry-After"] = _header({"type": "integer", "minimum": 1}, "Seconds to wait before retrying.")
+        if code == "401":
+            headers["WWW-Authenticate"] = _header({"type": "string"}, "How to authenticate (token clients: Bearer).")
 
     def get_auth(self) -> list[dict[str, list[str]]]:
         """A session (with the CSRF header on unsafe methods) or a bearer token; none when public."""

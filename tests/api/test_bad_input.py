@@ -373,3 +373,9 @@ def test_bad_bodies_over_the_wire_get_the_error_body(api_app: Any) -> None:
     for answer in answers.values():
         error_of(answer)
         assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_a_change_of_nothing_is_a_400(world: Any, doctor: Client) -> None:
+    answer = send(doctor, "PATCH", f"/api/v1/patients/{world.alice.pk}/", "{}", JSON)
+
+    assert answer.status_code == 400 and error_of(answer)["message"] == "Nothing to change."

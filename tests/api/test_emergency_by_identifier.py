@@ -18,6 +18,11 @@ URL = "/api/v1/emergency-access/"
 REASON = "Patient arrived unconscious; no care-team clinician on site."
 
 
+def granted(world: Any) -> bool:
+    """Whether the outsider holds any grant (other tests commit grants of their own personas)."""
+    return EmergencyAccessGrant._base_manager.filter(clinician=world.outsider).exists()
+
+
 def ask(client: Any, identifier: str, value: str, **extra: Any) -> Any:
     return client.post(URL, {"identifier": identifier, "value": value, "reason": REASON, **extra})
 
@@ -37,10 +42,10 @@ def test_an_off_team_clinician_breaks_the_glass_by_identifier(
     body = granted.json()
     assert body["patient"] == str(world.bob.pk)
     assert outsider.get(f"/api/v1/patients/{world.bob.pk}/").status_code == 200
-    [search] = audit_events(action="patient.search")
+    [search] = audit_events(action="patient.search", actor_id=world.outsider.pk)
     assert search.details == {"field": identifier, "count": 1, "ids": [str(world.bob.pk)], "for": "break_glass"}
     assert search.purpose == "emergency" and search.actor_id == world.outsider.pk
-    [start] = audit_events(action="break_glass.start", outcome="success")
+    [start] = audit_events(action="break_glass.start", outcome="success", actor_id=world.outsider.pk)
     assert start.patient_id == world.bob.pk and start.details["minutes"] == 15
     for event in audit_events():
         assert value.lower() not in event.canonical().decode().lower()
@@ -62,11 +67,11 @@ def test_an_unknown_identifier_answers_like_an_unknown_patient_id(
 
     assert by_identifier.status_code == by_id.status_code == 404
     assert error_of(by_identifier) == error_of(by_id)
-    denied = audit_events(action="break_glass.start", outcome="denied")
+    denied = audit_events(action="break_glass.start", outcome="denied", actor_id=world.outsider.pk)
     assert [e.details["refused"] for e in denied] == ["unknown_patient", "unknown_patient"]
     assert denied[0].details["identifier"] == identifier
-    assert audit_events(action="patient.search")[0].details["count"] == 0
-    assert not EmergencyAccessGrant._base_manager.exists()
+    assert audit_events(action="patient.search", actor_id=world.outsider.pk)[0].details["count"] == 0
+    assert not granted(world)
 
 
 def test_an_identifier_shared_by_two_patients_is_not_an_answer(api: Any, world: Any, patient_factory: Any) -> None:
@@ -76,8 +81,8 @@ def test_an_identifier_shared_by_two_patients_is_not_an_answer(api: Any, world: 
     answer = ask(api(world.outsider), "email", world.bob.email)
 
     assert answer.status_code == 404  # neither which patient, nor that there are two
-    assert audit_events(action="patient.search")[0].details["count"] == 2
-    assert not EmergencyAccessGrant._base_manager.exists()
+    assert audit_events(action="patient.search", actor_id=world.outsider.pk)[0].details["count"] == 2
+    assert not granted(world)
 
 
 def test_probing_identifiers_hits_the_ceiling(api: Any, world: Any, settings: Any) -> None:
@@ -90,7 +95,7 @@ def test_probing_identifiers_hits_the_ceiling(api: Any, world: Any, settings: An
     assert [a.status_code for a in answers] == [404, 404]
     assert limited.status_code == 429 and error_code(limited) == "break_glass_limit"
     assert int(limited["Retry-After"]) > 0
-    assert not EmergencyAccessGrant._base_manager.exists()
+    assert not granted(world)
 
 
 def test_grants_do_not_stack_by_identifier_either(api: Any, world: Any) -> None:
@@ -117,14 +122,14 @@ def test_bad_requests_are_400s_that_grant_nothing(api: Any, world: Any, body: An
     answer = api(world.outsider).post(URL, body)
 
     assert answer.status_code == 400 and field in error_fields(answer)
-    assert not EmergencyAccessGrant._base_manager.exists()
-    assert not audit_events(action="patient.search")  # refused before any lookup
+    assert not granted(world)
+    assert not audit_events(action="patient.search", actor_id=world.outsider.pk)  # refused before any lookup
 
 
 @pytest.mark.parametrize("who", ["alice_user", "admin"])
 def test_only_clinicians_break_the_glass(api: Any, world: Any, who: str) -> None:
     assert ask(api(getattr(world, who)), "mrn", world.bob.mrn).status_code == 403
-    assert not audit_events(action="patient.search")
+    assert not audit_events(action="patient.search", actor_id=getattr(world, who).pk)
 
 
 def test_the_service_checks_what_the_view_checks(world: Any) -> None:

@@ -119,7 +119,7 @@ def test_a_patient_lists_their_care_team_by_name(api: Any, clinic: Any, user_fac
         {"id": str(colleague.pk), "display_name": "Meredith Grey"},
         {"id": str(clinic.doctor.pk), "display_name": "Gregory House"},
     ]
-    [event] = audit_events(action="careteam.list", outcome="success")
+    [event] = audit_events(action="careteam.list", outcome="success", actor_id=clinic.alice_user.pk)
     assert event.patient_id == clinic.alice.pk and event.details["count"] == 2
 
 
@@ -155,7 +155,8 @@ def test_another_patients_care_team_is_a_404(api: Any, clinic: Any, who: str) ->
     answer = api(getattr(clinic, who)).get(f"/api/v1/patients/{clinic.alice.pk}/clinicians/")
 
     assert answer.status_code == 404
-    assert audit_events(action="careteam.list", outcome="denied")[0].resource_id == clinic.alice.pk
+    [denied] = audit_events(action="careteam.list", outcome="denied", actor_id=getattr(clinic, who).pk)
+    assert denied.resource_id == clinic.alice.pk
 
 
 def test_a_clinician_sees_their_colleagues_and_a_cursor_elsewhere_is_refused(api: Any, clinic: Any) -> None:

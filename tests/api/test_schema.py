@@ -85,6 +85,8 @@ def test_every_error_response_is_the_error_body_with_no_store(schema: dict[str, 
                 assert response["content"]["application/json"]["schema"] == ERROR_REF, (method, path, code)
             if code in ("429", "503"):
                 assert "Retry-After" in response["headers"]
+            if code == "401":
+                assert response["headers"]["WWW-Authenticate"]["required"] is False
     error = schema["components"]["schemas"]["ErrorDetail"]
     assert set(error["required"]) == {"code", "message", "fields"}
 
