@@ -124,10 +124,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Agents' tokens and client certificates (/api/ only): replace the session's user before
+    # anything looks at it (django-otp, the second-factor check, the request identity), so a
+    # session cookie beside a credential never counts, verified or not.
+    "neonpro.accounts.agent_auth.AgentAuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "neonpro.accounts.signin_middleware.SecondFactorRequiredMiddleware",
-    # Agents' tokens and client certificates (/api/ only): before the request identity is built.
-    "neonpro.accounts.agent_auth.AgentAuthenticationMiddleware",
     "neonpro.accounts.middleware.PasswordChangeRequiredMiddleware",
     "neonpro.security.middleware.RequestContextMiddleware",
     # One audit event per agent request, inside the request's context.

@@ -5,7 +5,9 @@ still get here another way: a role changed to clinician while signed in, a devic
 from another session, a session made by a tool. Such a session is ended, and the person is
 taken to the second-factor step (or enrolment) they owe, with the same pending marker the
 password step leaves; the API answers 403 ``mfa_required``. Runs after django-otp's
-``OTPMiddleware`` and before anything that acts on the identity.
+``OTPMiddleware`` (itself after ``AgentAuthenticationMiddleware``) and before anything that
+acts on the identity; a request an agent credential authenticated has no session, so no
+second factor to owe.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class SecondFactorRequiredMiddleware:
         if (
             user is not None
             and user.is_authenticated
+            and getattr(request, "agent_credential", None) is None  # agents have no session to verify
             and not user.is_verified()
             and not request.path.startswith("/" + settings.STATIC_URL.lstrip("/"))
             and mfa.needs_second_factor(user)

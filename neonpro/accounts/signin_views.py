@@ -22,6 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 from django_otp.admin import OTPAdminSite
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAuthenticated
@@ -34,6 +35,8 @@ from neonpro.accounts.mfa_models import RecoveryCode
 from neonpro.accounts.reauth import reauth_required, reauthenticate, reauthenticated_recently
 from neonpro.accounts.signals import account_change_via
 from neonpro.accounts.signin_events import REASON, STAGE, USER_ID
+from neonpro.security.schema import errors
+from neonpro.security.serializers import StrictSerializer
 
 ENROLMENT = "neonpro_mfa_enrolment"
 
@@ -245,9 +248,14 @@ def reauth_view(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/reauth.html", context)
 
 
-class ReauthSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ReauthSerializer(StrictSerializer):
     password = serializers.CharField(trim_whitespace=False, max_length=4096)
     otp = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
+
+
+class ReauthDoneSerializer(serializers.Serializer[Any]):
+    reauthenticated = serializers.BooleanField()
+    valid_for_seconds = serializers.IntegerField(help_text="How long the re-authentication stays good for.")
 
 
 class ReauthFailed(APIException):
@@ -261,6 +269,12 @@ class ReauthAPIView(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="reauth",
+        summary="Re-authenticate this session (password, and the code where one is needed)",
+        request=ReauthSerializer,
+        responses={200: ReauthDoneSerializer, **errors(403, c403="The password or the code is not right.")},
+    )
     def post(self, request: Request) -> Response:
         serializer = ReauthSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -268,7 +282,8 @@ class ReauthAPIView(APIView):
         error = reauthenticate(request._request, password=fields["password"], otp=fields["otp"])
         if error:
             raise ReauthFailed(error)
-        return Response({"reauthenticated": True, "valid_for_seconds": int(settings.NEONPRO_REAUTH_SECONDS)})
+        done = {"reauthenticated": True, "valid_for_seconds": int(settings.NEONPRO_REAUTH_SECONDS)}
+        return Response(ReauthDoneSerializer(done).data)
 
 
 class OTPRequiredAdminSite(OTPAdminSite):

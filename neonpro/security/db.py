@@ -28,6 +28,12 @@ PHI_TABLES = (
     "records_medicalrecordrevision",
     "patients_agentaccess",
 )
+# Tables with encrypted fields that hold no patient data, so no patient-scoped RLS: each says
+# why. A secret here is read before anyone is signed in (the code step of sign-in), like the
+# password hash in accounts_user; encryption at rest still keeps it out of a dump.
+ENCRYPTED_NOT_PHI_TABLES = {
+    "accounts_totpsecret": "an authenticator's shared secret (the second factor), checked at sign-in",
+}
 APPEND_ONLY_TABLES = ("audit_auditevent", "django_admin_log", "accounts_accountchange")
 # PostgreSQL's predefined roles that reach past row-level security or the server's own guard.
 DANGEROUS_PREDEFINED_ROLES = {

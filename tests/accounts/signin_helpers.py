@@ -52,6 +52,8 @@ def submit_code(client: Client, token: str, *, url: str = "/accounts/login/verif
 
 
 def me(client: Client) -> int:
+    """The API's answer to ``/api/v1/me/``: 200 signed in, 401 nobody (the API names its Bearer
+    scheme to the anonymous), 403 a session that owes its second factor (``mfa_required``)."""
     return int(client.get("/api/v1/me/", secure=True).status_code)
 
 

@@ -13,6 +13,7 @@ from neonpro.accounts.agent_models import AgentCertificate, AgentProfile, ApiTok
 from neonpro.accounts.services import ensure_administrators_group
 from neonpro.audit.models import AuditEvent
 from tests.accounts.agentkit import make_agent, make_ca, pem
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -20,9 +21,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def administrator(world: Any) -> Client:
     world.admin.groups.add(ensure_administrators_group())
-    client = Client()
-    client.force_login(world.admin)
-    return client
+    return sign_in_as(Client(), world.admin)  # the admin requires a session verified by a second factor
 
 
 @pytest.fixture

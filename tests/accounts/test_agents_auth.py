@@ -22,6 +22,7 @@ from neonpro.audit.services import AuditUnavailableError
 from neonpro.security.context import system_context
 from records.models import MedicalRecord, MedicalRecordRevision
 from tests.accounts.agentkit import bearer, items, make_agent, make_ca, pem, proxy_headers, token_for
+from tests.conftest import sign_in_as
 
 pytestmark = pytest.mark.django_db
 REALM = 'Bearer realm="neonpro"'
@@ -70,7 +71,7 @@ def test_an_agent_lists_and_reads_only_its_patients(world: Any, bot: Any, as_bot
     denied = AuditEvent.objects.filter(action="patient.read", outcome="denied").get()
     assert denied.resource_id == world.bob.pk and denied.actor_id == bot.pk and denied.actor_role == "agent"
     me = as_bot.get("/api/v1/me/")
-    assert me.json() == {"id": str(bot.pk), "role": "agent"}
+    assert {k: me.json()[k] for k in ("id", "role")} == {"id": str(bot.pk), "role": "agent"}
     found = as_bot.post("/api/v1/patients/search/", {"field": "mrn", "value": world.bob.mrn})
     assert found.status_code == 200 and found.json() == []
 
@@ -171,9 +172,8 @@ def test_a_credential_that_does_not_authenticate_is_a_401_naming_bearer(world: A
         ApiToken.objects.filter(pk=token.pk).update(revoked_at=None)  # refused for the agent, not the token
     else:
         header = {"HTTP_AUTHORIZATION": f"Basic {raw}"}
-    # Signed in as a clinician as well: a refused credential is never topped up by a session.
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(world.doctor)
+    # Signed in as a clinician as well (password and code): a refused credential is never topped up by a session.
+    client = sign_in_as(Client(enforce_csrf_checks=True), world.doctor)
 
     answer = AgentClient(header, client).get("/api/v1/patients/")
 
@@ -191,10 +191,28 @@ def test_unauthenticated_api_calls_are_401_with_www_authenticate_and_pages_ignor
 
 
 def test_a_clinicians_session_is_untouched(world: Any) -> None:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(world.doctor)
+    client = sign_in_as(Client(enforce_csrf_checks=True), world.doctor)
     assert client.get("/api/v1/patients/", secure=True).status_code == 200
     assert client.post("/api/v1/patients/search/", {}, content_type="application/json", secure=True).status_code == 403
+
+
+def test_a_bearer_request_owes_no_second_factor_and_ignores_an_unverified_session(
+    world: Any, bot: Any, as_bot: AgentClient
+) -> None:
+    import os
+
+    from neonpro.accounts.mfa_models import TOTPDevice
+
+    # Even an agent someone enrolled an authenticator for: a token request has no session to verify.
+    TOTPDevice.create_with_key(user=bot, key=os.urandom(20), confirmed=True)
+    assert as_bot.get("/api/v1/me/").status_code == 200
+    # A clinician's session that skipped the code, beside the agent's token: the token decides.
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.doctor)
+    beside = AgentClient(as_bot.headers, client)
+    answer = beside.get("/api/v1/me/")
+    assert answer.status_code == 200 and answer.json()["id"] == str(bot.pk)
+    assert client.get("/api/v1/me/", secure=True).status_code == 403, "without the token: mfa_required"
 
 
 @pytest.fixture
@@ -315,8 +333,7 @@ def test_each_agent_and_each_user_has_a_rate_limit_answered_with_retry_after(
     assert limited.status_code == 429 and 0 < int(limited["Retry-After"]) <= 60
     other = AgentClient(bearer(token_for(make_agent("other-bot", ("patients:read",), patients=[world.bob]))))
     assert other.get("/api/v1/me/").status_code == 200, "each agent has its own budget"
-    doctor = Client()
-    doctor.force_login(world.doctor)
+    doctor = sign_in_as(Client(), world.doctor)
     assert [doctor.get("/api/v1/me/", secure=True).status_code for _ in range(2)] == [200, 429]
     assert requests_audited(status=429)
 
@@ -333,8 +350,7 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_parsed(world: Any, as_bot: 
 
     assert as_bot.post(url, {"diagnosis": "x" * 300}).status_code == 413
     assert as_bot.post(url, {"diagnosis": "x" * 100}).status_code == 201
-    doctor = Client()
-    doctor.force_login(world.doctor)
+    doctor = sign_in_as(Client(), world.doctor)
     big = doctor.post(url, {"notes": "y" * 300}, content_type="application/json", secure=True)
     assert big.status_code == 413
     with system_context("count"):

@@ -36,7 +36,7 @@ def sign_in(client):  # the two-step sign-in: the password, then a code not used
     credentials = {"username": "dr.sqlite", "password": "correct horse battery staple"}
     pending = form_post(client, "/accounts/login/", "/accounts/login/", credentials)
     assert pending.status_code == 302 and pending["Location"].startswith("/accounts/login/verify/"), pending
-    assert client.get("/api/v1/me/", secure=True).status_code == 403  # nobody before the code
+    assert client.get("/api/v1/me/", secure=True).status_code == 401  # nobody before the code
     code = {"token": fresh_code(device)}
     signed_in = form_post(client, "/accounts/login/verify/", "/accounts/login/verify/", code)
     assert signed_in.status_code == 302 and signed_in["Location"] == "/", signed_in
@@ -56,7 +56,7 @@ assert form_post(client, "/", "/accounts/logout/", {}).status_code == 302
 assert not UserSession.objects.exists()
 replay = Client(HTTP_HOST="localhost", HTTP_USER_AGENT="sqlite-check/1")
 replay.cookies["__Host-sessionid"] = cookie
-assert replay.get("/api/v1/me/", secure=True).status_code == 403
+assert replay.get("/api/v1/me/", secure=True).status_code == 401  # nobody: the session is gone
 
 later = Client(enforce_csrf_checks=True, HTTP_HOST="localhost", HTTP_USER_AGENT="sqlite-check/1")
 sign_in(later)

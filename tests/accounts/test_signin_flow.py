@@ -59,13 +59,13 @@ def test_a_clinician_is_not_signed_in_until_the_code_is_right(user_factory: Any)
 
     answer = sign_in_password(client, "doc", next_url="/accounts/mfa/")
     assert answer.status_code == 302 and answer["Location"].startswith("/accounts/login/verify/")
-    assert me(client) == 403, "the API sees nobody between password and code"
+    assert me(client) == 401, "the API sees nobody between password and code"
     assert client.get("/", secure=True)["Location"].startswith("/accounts/login/")
     assert not _events("auth.login")
 
     wrong = submit_code(client, "000000" if code(device) != "000000" else "111111")
     assert wrong.status_code == 200 and "not right" in wrong.content.decode()
-    assert me(client) == 403
+    assert me(client) == 401
     [failed] = _events("signin.mfa_failed")
     assert failed.outcome == "denied" and failed.details["reason"] == "invalid"
     assert failed.details["username_hash"] == keyed_username("doc") and "doc" not in str(failed.details)
@@ -94,7 +94,7 @@ def test_a_code_works_once(user_factory: Any) -> None:
     answer = submit_code(second, token)
 
     assert "used already" in answer.content.decode()
-    assert me(second) == 403
+    assert me(second) == 401
     assert _events("signin.mfa_failed")[-1].details["reason"] == "replayed"
 
 
@@ -109,7 +109,7 @@ def test_wrong_codes_in_a_row_are_throttled(user_factory: Any) -> None:
     answer = submit_code(client, code(device))  # right, but too soon after a wrong one
 
     assert "Too many wrong codes" in answer.content.decode()
-    assert me(client) == 403
+    assert me(client) == 401
     assert [e.details["reason"] for e in _events("signin.mfa_failed")] == ["invalid", "throttled"]
 
 
@@ -166,7 +166,7 @@ def test_first_sign_in_of_a_clinician_enrols_an_authenticator(user_factory: Any)
         client = browser_client()
         answer = sign_in_password(client, "newdoc")
         assert answer["Location"].startswith("/accounts/login/enrol/")
-        assert me(client) == 403
+        assert me(client) == 401
 
         page = client.get("/accounts/login/enrol/", secure=True).content.decode()
         assert 'src="data:image/svg+xml' in page and 'id="totp-secret"' in page
@@ -217,7 +217,7 @@ def test_agents_do_not_sign_in_here(user_factory: Any) -> None:
     answer = sign_in_password(client, "robot")
 
     assert answer.status_code == 200 and "Agent accounts do not sign in here" in answer.content.decode()
-    assert me(client) == 403
+    assert me(client) == 401
 
 
 def test_a_wrong_password_is_audited_without_the_username(user_factory: Any) -> None:
@@ -242,7 +242,7 @@ def test_signing_out_is_audited(user_factory: Any) -> None:
 
     client.post("/accounts/logout/", {"csrfmiddlewaretoken": token}, secure=True, HTTP_REFERER="https://testserver/")
 
-    assert me(client) == 403
+    assert me(client) == 401
     [event] = _events("auth.logout")
     assert event.actor_id == user.pk
 
@@ -263,7 +263,7 @@ def test_a_session_that_skipped_the_code_is_sent_to_it(user_factory: Any) -> Non
     assert api.status_code == 403
     page = client.get("/accounts/mfa/", secure=True)
     assert page.status_code == 302 and page["Location"] == "/accounts/login/enrol/?next=%2Faccounts%2Fmfa%2F"
-    assert me(client) == 403
+    assert me(client) == 401
 
     enrol(user)
     client.force_login(user)

@@ -38,7 +38,7 @@ def test_five_wrong_passwords_lock_the_account_with_a_clear_message(user_factory
     assert "Too many failed sign-in attempts" in locked.content.decode()
     right = browser_client()
     refused = sign_in_password(right, "pat")  # even the right password, while locked
-    assert refused.status_code == 429 and me(right) == 403
+    assert refused.status_code == 429 and me(right) == 401
     attempts = list(AccessAttempt.objects.values_list("username", flat=True))
     assert attempts and set(attempts) == {keyed_username("pat")}, "axes keeps only the keyed username"
     assert "pat" not in json.dumps(list(AccessAttempt.objects.values("post_data", "get_data")))
@@ -79,7 +79,7 @@ def test_wrong_codes_count_toward_the_lock_out(user_factory: Any) -> None:
 
     assert submit_code(client, wrong).status_code == 429
     assert submit_code(client, code(device)).status_code == 429, "locked: not even the right code"
-    assert me(client) == 403
+    assert me(client) == 401
     assert AuditEvent.objects.filter(action="signin.mfa_failed", details__reason="locked").exists()
 
 

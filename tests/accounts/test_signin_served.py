@@ -29,7 +29,7 @@ def test_a_clinician_signs_in_with_password_and_code_over_https(served_app: Any)
             client, "/accounts/login/", {"username": "dr.grey", "password": served_app.credentials["dr.grey"]}
         )
         assert answer.status_code == 302 and answer.headers["Location"].startswith("/accounts/login/verify/")
-        assert client.get("/api/v1/me/").status_code == 403, "nobody is signed in before the code"
+        assert client.get("/api/v1/me/").status_code == 401, "nobody is signed in before the code"
 
         secret = served_app.totp_secrets["dr.grey"]
         done = _post_form(client, "/accounts/login/verify/", {"token": totp_code(secret, account="dr.grey")})

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from keys.fields import EncryptedMixin
 from neonpro.security.context import ANONYMOUS, Identity, acting_as, system_context
-from neonpro.security.db import PHI_TABLES, rls_status, runtime_role_problems
+from neonpro.security.db import ENCRYPTED_NOT_PHI_TABLES, PHI_TABLES, rls_status, runtime_role_problems
 from patients.models import EmergencyAccessGrant, Patient
 from records.models import MedicalRecord
 from tests.conftest import as_identity
@@ -75,8 +75,18 @@ def test_every_table_with_phi_is_listed_as_a_phi_table() -> None:
     for model in apps.get_models():
         has_phi = any(isinstance(f, EncryptedMixin) for f in model._meta.concrete_fields)
         links_patient = any(getattr(f, "related_model", None) is Patient for f in model._meta.concrete_fields)
+        if model._meta.db_table in ENCRYPTED_NOT_PHI_TABLES:
+            assert has_phi and not links_patient, f"{model._meta.label}: not an encrypted table without patients"
+            continue
         if (has_phi or links_patient or model is Patient) and model._meta.app_label != "keys_tests":
             assert model._meta.db_table in PHI_TABLES, model._meta.label
+
+
+def test_the_encrypted_tables_without_phi_are_models_and_not_phi_tables() -> None:
+    """The exemption names real tables only, none of them a PHI table."""
+    tables = {model._meta.db_table for model in apps.get_models()}
+    assert set(ENCRYPTED_NOT_PHI_TABLES) <= tables
+    assert not set(ENCRYPTED_NOT_PHI_TABLES) & set(PHI_TABLES)
 
 
 def test_no_identity_sees_no_phi_rows(records) -> None:  # type: ignore[no-untyped-def]
