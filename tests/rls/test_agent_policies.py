@@ -433,3 +433,16 @@ def test_an_agent_scope_outside_the_vocabulary_cannot_be_put_in_a_policy() -> No
         rls.PlannerSQL.agent("records:read")
     with pytest.raises(ValueError, match="unknown scope"):
         rls.PlannerSQL.agent("x' OR true OR '")
+
+
+def test_replace_policies_recreates_the_forward_policies_and_reverses_to_the_backward_ones() -> None:
+    forwards = {"t1": {"select": ("a", None)}, "t2": {"insert": (None, "b")}}
+    backwards = {"t1": {"select": ("c", None)}, "t2": {"insert": (None, "d")}}
+
+    swap = rls.ReplacePolicies(("t1", "t2"), forwards, backwards)
+
+    assert swap.sql == rls.policy_statements("t1", forwards["t1"]) + rls.policy_statements("t2", forwards["t2"])
+    assert swap.reverse_sql == rls.policy_statements("t1", backwards["t1"]) + rls.policy_statements(
+        "t2", backwards["t2"]
+    )
+    assert swap.atomic is True
