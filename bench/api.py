@@ -163,6 +163,9 @@ def server_env(data_dir: Path, profile_out: Path) -> dict[str, str]:
         NEONPRO_DB_APP_ROLE=benchdb.APP_ROLE,
         NEONPRO_DB_OWNER_ROLE=benchdb.OWNER_ROLE,
         CELERY_TASK_ALWAYS_EAGER="True",
+        # Each client loops without think time: the per-account API rate limit (1200/min) would
+        # measure itself, not the server.
+        NEONPRO_API_RATE_USER="off",
         NEONPRO_BENCH_PROFILE_OUT=str(profile_out),
     )
     return env

@@ -182,6 +182,9 @@ def server_env(data_dir: Path, workers: int) -> dict[str, str]:
         NEONPRO_DB_OWNER_ROLE=benchdb.OWNER_ROLE,
         # No worker runs beside this server: tasks run in the request.
         CELERY_TASK_ALWAYS_EAGER="True",
+        # Each client loops without think time: the per-account API rate limit (1200/min) would
+        # measure itself, not the server.
+        NEONPRO_API_RATE_USER="off",
         WEB_CONCURRENCY=str(workers),  # what docker/Dockerfile sets, one per core
     )
     if REDIS_URL:
