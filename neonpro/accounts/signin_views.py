@@ -22,6 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 from django_otp.admin import OTPAdminSite
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAuthenticated
@@ -32,8 +33,11 @@ from rest_framework.views import APIView
 from neonpro.accounts import lockout, mfa, signin
 from neonpro.accounts.mfa_models import RecoveryCode
 from neonpro.accounts.reauth import reauth_required, reauthenticate, reauthenticated_recently
+from neonpro.accounts.session_api import IsSessionAuthenticated
 from neonpro.accounts.signals import account_change_via
 from neonpro.accounts.signin_events import REASON, STAGE, USER_ID
+from neonpro.security.schema import errors
+from neonpro.security.serializers import StrictSerializer
 
 ENROLMENT = "neonpro_mfa_enrolment"
 
@@ -245,9 +249,16 @@ def reauth_view(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/reauth.html", context)
 
 
-class ReauthSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ReauthSerializer(StrictSerializer):
     password = serializers.CharField(trim_whitespace=False, max_length=4096)
-    otp = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
+    otp = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=32, help_text="A current code, when one is needed."
+    )
+
+
+class ReauthedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    reauthenticated = serializers.BooleanField()
+    valid_for_seconds = serializers.IntegerField(help_text="How long sensitive operations are allowed from now.")
 
 
 class ReauthFailed(APIException):
@@ -259,8 +270,14 @@ class ReauthFailed(APIException):
 class ReauthAPIView(APIView):
     """``POST /api/v1/reauth/`` ``{"password", "otp"}``: re-authenticate this session."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, IsSessionAuthenticated]
 
+    @extend_schema(
+        operation_id="reauth",
+        summary="Re-authenticate this session (password and a current code)",
+        request=ReauthSerializer,
+        responses={200: ReauthedSerializer, **errors(403, c403="Not a session, or a wrong password or code.")},
+    )
     def post(self, request: Request) -> Response:
         serializer = ReauthSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
