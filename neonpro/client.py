@@ -237,16 +237,20 @@ class NeonProClient:
         *,
         cookies: Mapping[str, str],
         csrf_token: str,
+        user_agent: str,
         verify: Verify = True,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> NeonProClient:
         """A client acting with a signed-in person's session (its cookies, and the CSRF token
-        and same-origin Referer that every unsafe request needs)."""
+        and same-origin Referer that every unsafe request needs). ``user_agent`` is the one
+        that signed in: the server binds a session to it and ends the session on another."""
         client = cls(base_url, verify=verify, timeout=timeout, transport=transport)
         for name, value in cookies.items():
             client._http.cookies.set(name, value)
-        client._http.headers.update({"X-CSRFToken": csrf_token, "Referer": f"{client.origin}/"})
+        client._http.headers.update(
+            {"X-CSRFToken": csrf_token, "Referer": f"{client.origin}/", "User-Agent": user_agent}
+        )
         return client
 
     def __enter__(self) -> NeonProClient:

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from django.contrib.auth import logout
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
@@ -55,6 +56,11 @@ class SessionListView(APIView):
     permission_classes = [IsAuthenticated, IsSessionAuthenticated]
     serializer_class = UserSessionSerializer
 
+    @extend_schema(
+        operation_id="sessions_list",
+        summary="The caller's own live browser sessions",
+        responses={200: UserSessionSerializer(many=True)},
+    )
     def get(self, request: Request) -> Response:
         context = {"current": request.session.public_id}  # type: ignore[attr-defined]
         rows = live_sessions_of(request.user)  # type: ignore[arg-type]
@@ -65,6 +71,11 @@ class SessionDetailView(APIView):
     permission_classes = [IsAuthenticated, IsSessionAuthenticated]
     serializer_class = UserSessionSerializer
 
+    @extend_schema(
+        operation_id="sessions_end",
+        summary="End one of the caller's sessions (the current one: sign out)",
+        responses={204: None},
+    )
     def delete(self, request: Request, pk: uuid.UUID) -> Response:
         if pk == request.session.public_id:  # type: ignore[attr-defined]
             logout(request._request)  # this session: signing out

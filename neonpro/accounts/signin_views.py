@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 from neonpro.accounts import lockout, mfa, signin
 from neonpro.accounts.mfa_models import RecoveryCode
 from neonpro.accounts.reauth import reauth_required, reauthenticate, reauthenticated_recently
+from neonpro.accounts.session_api import IsSessionAuthenticated
 from neonpro.accounts.signals import account_change_via
 from neonpro.accounts.signin_events import REASON, STAGE, USER_ID
 from neonpro.security.schema import errors
@@ -250,7 +251,9 @@ def reauth_view(request: HttpRequest) -> HttpResponse:
 
 class ReauthSerializer(StrictSerializer):
     password = serializers.CharField(trim_whitespace=False, max_length=4096)
-    otp = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
+    otp = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=32, help_text="A current code, when one is needed."
+    )
 
 
 class ReauthDoneSerializer(serializers.Serializer[Any]):
@@ -267,13 +270,13 @@ class ReauthFailed(APIException):
 class ReauthAPIView(APIView):
     """``POST /api/v1/reauth/`` ``{"password", "otp"}``: re-authenticate this session."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, IsSessionAuthenticated]
 
     @extend_schema(
         operation_id="reauth",
         summary="Re-authenticate this session (password, and the code where one is needed)",
         request=ReauthSerializer,
-        responses={200: ReauthDoneSerializer, **errors(403, c403="The password or the code is not right.")},
+        responses={200: ReauthDoneSerializer, **errors(403, c403="Not a session, or a wrong password or code.")},
     )
     def post(self, request: Request) -> Response:
         serializer = ReauthSerializer(data=request.data)

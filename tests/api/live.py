@@ -148,7 +148,13 @@ class Caller:
             name=name,
             session=session,
             scope=scope_of(app, session),
-            headers={key: str(value) for key, value in session.headers.items() if key in ("X-CSRFToken", "Referer")},
+            # A session is bound to the user agent that signed in (NEONPRO_SESSION_BIND_USER_AGENT):
+            # another one (the fuzzer's own) would end it.
+            headers={
+                key: str(value)
+                for key, value in session.headers.items()
+                if key in ("X-CSRFToken", "Referer", "User-Agent")
+            },
             cookies={key: value for key, value in session.cookies.items() if value is not None},
         )
 

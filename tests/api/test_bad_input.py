@@ -20,6 +20,7 @@ from neonpro.security.context import system_context
 from patients.models import CareTeamMembership, EmergencyAccessGrant, Patient
 from records.models import Appointment, MedicalRecord, MedicalRecordRevision
 from tests.api.conftest import audit_events
+from tests.conftest import sign_in_as
 from tests.errors import error_code, error_fields, error_of
 
 pytestmark = pytest.mark.django_db
@@ -88,9 +89,7 @@ def send(client: Client, method: str, url: str, body: bytes | str, content_type:
 
 @pytest.fixture
 def doctor(world: Any) -> Client:
-    client = Client()
-    client.force_login(world.doctor)
-    return client
+    return sign_in_as(Client(), world.doctor)
 
 
 @pytest.mark.parametrize(
@@ -338,8 +337,7 @@ def test_a_refused_write_is_audited_and_leaves_nothing(api: Any, world: Any) -> 
 
 
 def test_a_write_without_csrf_is_refused_with_the_error_body(world: Any) -> None:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(world.doctor)
+    client = sign_in_as(Client(enforce_csrf_checks=True), world.doctor)
     before = counts()
 
     answer = client.post(

@@ -23,6 +23,7 @@ def clinician(api_app: Any) -> Iterator[NeonProClient]:
         api_app.url,
         cookies=dict(session.cookies.items()),
         csrf_token=session.headers["X-CSRFToken"],
+        user_agent=str(session.headers["User-Agent"]),
         verify=str(api_app.cert),
     ) as client:
         yield client

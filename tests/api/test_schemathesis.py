@@ -160,6 +160,10 @@ def test_the_live_api_keeps_to_its_schema_and_to_the_callers_scope(
     response = case.call(base_url=api_app.url, verify=str(api_app.cert), timeout=30)
 
     case.validate_response(response, checks=CHECKS)
+    credentials = caller.headers.get("Authorization") or caller.cookies.get("__Host-sessionid")
+    sent = (case.headers or {}).get("Authorization") or (case.cookies or {}).get("__Host-sessionid")
+    if sent == credentials:  # with the caller's credentials the run must reach the views, not stop at a 401
+        assert response.status_code != 401, f"{case.method} {case.formatted_path}: the caller's credentials refused"
     leaked = canaries.found_in(response.text)
     assert not leaked, f"{case.method} {case.formatted_path} served canary PHI: {leaked}"
 

@@ -332,10 +332,14 @@ def test_an_unreachable_server_is_an_api_error_with_status_0() -> None:
     assert "ConnectError" in refused.value.message
 
 
-def test_a_session_client_sends_cookies_csrf_and_referer_and_no_token() -> None:
+def test_a_session_client_sends_cookies_csrf_referer_and_the_user_agent_that_signed_in_and_no_token() -> None:
     fake = Fake({("POST", f"/api/v1/appointments/{A1}/cancel/"): ok(APPOINTMENT)})
     api = NeonProClient.with_session(
-        BASE, cookies={"__Host-sessionid": "s3ss10n"}, csrf_token="t0ken", transport=httpx.MockTransport(fake)
+        BASE,
+        cookies={"__Host-sessionid": "s3ss10n"},
+        csrf_token="t0ken",
+        user_agent="Browser/1.0",
+        transport=httpx.MockTransport(fake),
     )
 
     api.cancel_appointment(A1)
@@ -344,6 +348,7 @@ def test_a_session_client_sends_cookies_csrf_and_referer_and_no_token() -> None:
     assert request.headers["Cookie"] == "__Host-sessionid=s3ss10n"
     assert request.headers["X-CSRFToken"] == "t0ken"
     assert request.headers["Referer"] == f"{BASE}/"
+    assert request.headers["User-Agent"] == "Browser/1.0"  # the server ends a session on another one
     assert "Authorization" not in request.headers
 
 
