@@ -49,7 +49,6 @@ NOT_YET_FULLY_COVERED = [
     "keys/subjects.py",
     "neonpro/audit/logging.py",
     "neonpro/audit/models.py",
-    "neonpro/audit/signals.py",
     "neonpro/security/checks.py",
     "neonpro/security/context.py",
     "neonpro/security/db.py",

@@ -77,13 +77,23 @@ def browser(chromium: Any, served_app: Any) -> Iterator[Any]:
 
 def submit(browser: Any) -> None:
     """Click the form's submit button and wait for the next page."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     button = browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]")
     button.click()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(button))  # the next page loaded
+
+    def next_page(driver: Any) -> bool:
+        try:
+            return bool(expected_conditions.staleness_of(button)(driver))
+        except WebDriverException as exc:  # Chromium, mid-navigation: "Node ... does not belong to the document"
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+
+    WebDriverWait(browser, 15).until(next_page)  # the next page loaded
 
 
 def sign_in(browser: Any, app: Any, username: str, password: str | None = None, *, code: str | None = None) -> None:

@@ -32,6 +32,17 @@ def test_form_wide_messages_become_the_message_and_field_ones_stay_fields() -> N
     assert validation_body({"when": ["Bad date."]})["error"]["message"] == "The request is invalid; see fields."
 
 
+def test_djangos_own_permission_denied_gets_the_same_body() -> None:
+    from django.core.exceptions import PermissionDenied
+
+    from neonpro.security.api import exception_handler
+
+    response = exception_handler(PermissionDenied("no"), {})
+
+    assert response is not None and response.status_code == 403
+    assert response.data == error_body("permission_denied", "You do not have permission to perform this action.")
+
+
 def test_an_unauthenticated_call_is_not_authenticated() -> None:
     answer = Client().get("/api/v1/patients/", secure=True)
 
