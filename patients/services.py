@@ -184,7 +184,7 @@ def reachable_patient_id(identity: Identity, pk: uuid.UUID | str, *, action: str
     as denied, the same answer as for an id that does not exist.
     """
     if identity.role != "agent":
-        return get_visible(Patient, pk, action=action).pk  # type: ignore[no-any-return]
+        return get_visible(Patient, pk, action=action).pk
     patient_id = uuid.UUID(str(pk))
     if not in_agent_set(identity, patient_id, agent_scope):
         record_event(action, outcome="denied", resource_type=RESOURCE, resource_id=patient_id)
