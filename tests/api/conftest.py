@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -12,8 +13,8 @@ def audit_events(**filters: Any) -> list[Any]:
     return list(AuditEvent.objects.filter(**filters).order_by("id"))
 
 
-@pytest.fixture(scope="session")
-def api_app(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+@contextmanager
+def _own_served_app(suffix: str, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The real ``manage.py serve`` (tests/served.py) on a database of its own, for the tests
     that write through the live API (the fuzzer, the client): what they write never reaches
     the shared ``served_app`` other tests count rows in. Canaries are seeded (``.canaries``)."""
@@ -26,12 +27,12 @@ def api_app(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pyt
 
     db = settings.DATABASES["default"]
     template = connections["default"].settings_dict["NAME"]
-    name = f"{template}_api"
+    name = f"{template}_{suffix}"
     with django_db_blocker.unblock():
         connections.close_all()
         clone_database(superuser_dsn(), template=template, name=name, owner=OWNER_ROLE)
     app = start_served_app(
-        data_dir=tmp_path_factory.mktemp("api"),
+        data_dir=tmp_path_factory.mktemp(suffix),
         database_url=f"postgres://{APP_ROLE}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}",
         database=name,
         redis_url=settings.REDIS_URL,
@@ -44,3 +45,18 @@ def api_app(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pyt
     finally:
         stop(app)
         drop_database(superuser_dsn(), name)
+
+
+@pytest.fixture(scope="session")
+def api_app(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A served app of its own for the tests that write through the live API (the client)."""
+    with _own_served_app("api", django_db_blocker, tmp_path_factory) as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def fuzz_app(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Another, for the fuzzer: it registers patients and rewrites demographics at random, which
+    no other test may then depend on."""
+    with _own_served_app("fuzz", django_db_blocker, tmp_path_factory) as app:
+        yield app

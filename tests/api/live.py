@@ -44,7 +44,8 @@ def signed_in(
         timeout=TIMEOUT,
     )
     if answer.url.endswith("/accounts/login/verify/"):  # the second factor: the authenticator's code
-        code = totp_code(totp_secret or app.totp_secrets[username], account=username)
+        secret = totp_secret or app.totp_secrets[username]
+        code = totp_code(secret, account=f"{username}:{secret}")  # each served app has its own authenticators
         verify = f"{app.url}/accounts/login/verify/"
         answer = session.post(
             verify,

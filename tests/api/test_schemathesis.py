@@ -1,7 +1,7 @@
 """The live API fuzzed against its own OpenAPI schema (schemathesis), for each kind of caller.
 
 Against the real served app (``manage.py serve``: TLS, PostgreSQL as the application role,
-row-level security on; tests/api/conftest.py ``api_app``), every operation of the schema gets
+row-level security on; tests/api/conftest.py ``fuzz_app``), every operation of the schema gets
 generated requests — valid and invalid ones, its documented examples and its boundaries —
 and every response must:
 
@@ -63,24 +63,27 @@ AGENT_SCOPES = "patients:read,patients:write,records:read,records:write,appointm
 
 
 @pytest.fixture(scope="module", params=["clinician", "agent"])
-def caller(request: pytest.FixtureRequest, api_app: Any) -> Iterator[Caller]:
+def caller(request: pytest.FixtureRequest, fuzz_app: Any) -> Iterator[Caller]:
     """A clinician signed in with a session (dr.house: two patients on the care team), or an
     agent with every scope on dr.house's care team, calling with a bearer token an operator
     issued with ``manage.py agents``."""
     name = f"fuzz-agent-{uuid.uuid4().hex[:6]}"
     if request.param == "clinician":
-        _ACTIVE["caller"] = Caller.with_session(request.param, api_app, signed_in(api_app, "dr.house"))
+        _ACTIVE["caller"] = Caller.with_session(request.param, fuzz_app, signed_in(fuzz_app, "dr.house"))
     else:
-        created = api_app.manage("agents", "create", name, "--scopes", AGENT_SCOPES, "--care-team-of", "dr.house")
+        created = fuzz_app.manage("agents", "create", name, "--scopes", AGENT_SCOPES, "--care-team-of", "dr.house")
         assert created.returncode == 0, created.stderr
-        issued = api_app.manage("agents", "token", name, "--expires-days", "1")
+        issued = fuzz_app.manage("agents", "token", name, "--expires-days", "1")
         assert issued.returncode == 0, issued.stderr
         (token,) = re.findall(r"npa_[a-z]{12}_[0-9a-f]{64}", issued.stdout)
-        _ACTIVE["caller"] = Caller.with_token(request.param, api_app, token)
+        _ACTIVE["caller"] = Caller.with_token(request.param, fuzz_app, token)
     yield _ACTIVE["caller"]
     _ACTIVE.clear()
     if request.param == "agent":
-        api_app.manage("agents", "disable", name)
+        fuzz_app.manage("agents", "disable", name)
+    else:  # the fuzzer sent wrong passwords to /reauth/: they count toward dr.house's lock-out
+        unlocked = fuzz_app.manage("signin", "unlock", "--username", "dr.house")
+        assert unlocked.returncode == 0, unlocked.stderr
 
 
 def _schema() -> schemathesis.BaseSchema:
@@ -121,10 +124,10 @@ class CallerCredentials:
         case.cookies = {**(case.cookies or {}), **data.cookies}
 
 
-def test_the_live_schema_is_this_one(api_app: Any) -> None:
+def test_the_live_schema_is_this_one(fuzz_app: Any) -> None:
     import requests
 
-    served = requests.get(f"{api_app.url}/api/schema/?format=json", verify=str(api_app.cert), timeout=30)
+    served = requests.get(f"{fuzz_app.url}/api/schema/?format=json", verify=str(fuzz_app.cert), timeout=30)
 
     assert served.status_code == 200 and served.json() == generated_schema()
 
@@ -146,9 +149,9 @@ def _ids_for(path: str, caller: Caller, canaries: Any) -> tuple[list[str], list[
 @schema.given(data=st.data())
 @settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
 def test_the_live_api_keeps_to_its_schema_and_to_the_callers_scope(
-    case: Any, data: Any, caller: Caller, api_app: Any
+    case: Any, data: Any, caller: Caller, fuzz_app: Any
 ) -> None:
-    canaries = api_app.canaries
+    canaries = fuzz_app.canaries
     if case.path_parameters and "id" in case.path_parameters:
         mine, theirs = _ids_for(case.operation.path, caller, canaries)
         choice = data.draw(st.sampled_from(["generated", *(["mine"] if mine else []), *(["theirs"] if theirs else [])]))
@@ -157,7 +160,7 @@ def test_the_live_api_keeps_to_its_schema_and_to_the_callers_scope(
 
     # No shared session: the credentials are the case's (CallerCredentials), and the cookie jar of
     # the caller's own session must not take in what the server answers a case without them.
-    response = case.call(base_url=api_app.url, verify=str(api_app.cert), timeout=30)
+    response = case.call(base_url=fuzz_app.url, verify=str(fuzz_app.cert), timeout=30)
 
     case.validate_response(response, checks=CHECKS)
     credentials = caller.headers.get("Authorization") or caller.cookies.get("__Host-sessionid")
@@ -168,14 +171,14 @@ def test_the_live_api_keeps_to_its_schema_and_to_the_callers_scope(
     assert not leaked, f"{case.method} {case.formatted_path} served canary PHI: {leaked}"
 
 
-def test_the_canaries_are_served_to_their_clinician_and_to_nobody_else(api_app: Any, caller: Caller) -> None:
+def test_the_canaries_are_served_to_their_clinician_and_to_nobody_else(fuzz_app: Any, caller: Caller) -> None:
     """The control of the fuzz run: the canary values are real, servable PHI (their own
     clinician gets them, and the detector finds them there), and probing every route with
     their ids and values directly gives the caller nothing."""
-    canaries = api_app.canaries
-    keeper = signed_in(api_app, canaries.keeper, canaries.keeper_password, canaries.keeper_totp)
+    canaries = fuzz_app.canaries
+    keeper = signed_in(fuzz_app, canaries.keeper, canaries.keeper_password, canaries.keeper_totp)
     [patient, other] = canaries.patient_ids
-    seen = keeper.get(f"{api_app.url}/api/v1/patients/{patient}/records/", timeout=30)
+    seen = keeper.get(f"{fuzz_app.url}/api/v1/patients/{patient}/records/", timeout=30)
     assert seen.status_code == 200 and canaries.found_in(seen.text)
 
     probes = [
@@ -185,15 +188,15 @@ def test_the_canaries_are_served_to_their_clinician_and_to_nobody_else(api_app: 
         f"/api/v1/appointments/?patient={patient}",
     ]
     for path in probes:
-        answer = caller.get(api_app, path)
+        answer = caller.get(fuzz_app, path)
         assert answer.status_code == (403 if path.endswith("export/") else 404), path  # exports: patients only
         assert not canaries.found_in(answer.text), path
     for field, value in zip(("full_name", "mrn", "ssn", "email", "phone"), canaries.values, strict=False):
         if field == "full_name":
             continue  # not a searchable field
-        found = caller.post(api_app, "/api/v1/patients/search/", {"field": field, "value": value})
+        found = caller.post(fuzz_app, "/api/v1/patients/search/", {"field": field, "value": value})
         assert found.status_code == 200 and found.json() == [], field
-    listed = caller.get(api_app, "/api/v1/patients/?page_size=200")
+    listed = caller.get(fuzz_app, "/api/v1/patients/?page_size=200")
     assert listed.status_code == 200 and not canaries.found_in(listed.text)
 
 

@@ -87,9 +87,15 @@ def wait_until_listening(serve: ServeProcess) -> None:
             pytest.fail(f"serve exited with {serve.proc.returncode}:\n{serve.log.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", serve.port), timeout=1):
-                return
+                pass
         except OSError:
             time.sleep(0.1)
+            continue
+        # The socket is bound and listening before uvicorn runs (neonpro.security.listener), so a
+        # connection is accepted early: uvicorn serves (and handles signals) once it says so.
+        if "is listening on" in serve.log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
     pytest.fail(f"serve did not listen on {serve.port} within {STARTUP_TIMEOUT:.0f}s:\n{serve.log.read_text()}")
 
 

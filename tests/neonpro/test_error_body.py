@@ -43,6 +43,17 @@ def test_djangos_own_permission_denied_gets_the_same_body() -> None:
     assert response.data == error_body("permission_denied", "You do not have permission to perform this action.")
 
 
+def test_djangos_http404_gets_the_not_found_body() -> None:
+    from django.http import Http404
+
+    from neonpro.security.api import exception_handler
+
+    response = exception_handler(Http404("no such thing"), {})
+
+    assert response is not None and response.status_code == 404
+    assert response.data == error_body("not_found", "Not found.")
+
+
 def test_an_unauthenticated_call_is_not_authenticated() -> None:
     answer = Client().get("/api/v1/patients/", secure=True)
 
