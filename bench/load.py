@@ -6,9 +6,9 @@
 What runs: the production server as docker/ runs it (uvicorn, ``WEB_CONCURRENCY`` = the
 machine's cores, ``--proxy-headers``, ``NEONPRO_ENV=production``, ``DJANGO_BEHIND_PROXY`` with
 ``X-Forwarded-Proto: https`` as nginx sends it, the default connection pools and admission
-bound) on loopback, connected as ``neonpro_app`` with row-level security in force, against a
-throw-away database ``neonpro_bench_load`` (recreated each run) on the PostgreSQL of
-``DATABASE_URL``, whose ``max_connections`` is left as it is (the default is 100).
+bound) on a unix socket (as nginx reaches it there), connected as ``neonpro_app`` with
+row-level security in force, against a throw-away database ``neonpro_bench_load`` (recreated
+each run) on the PostgreSQL of ``DATABASE_URL``, whose ``max_connections`` is left as it is (the default is 100).
 
 Seeded (untimed, as the system identity): one clinician per client of the largest level, each
 with a care team of ``--patients / clinicians`` patients holding ``--records`` records each.
@@ -157,10 +157,18 @@ def seed(clinicians: int, patients: int, records: int) -> list[dict[str, Any]]:
 
 
 # -- The server ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over the server's unix socket, as nginx reaches it in docker/."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        self.sock = sock
 
 
 def server_env(data_dir: Path, workers: int) -> dict[str, str]:
@@ -201,7 +209,7 @@ def pool_total(env: dict[str, str], workers: int) -> int:
     return workers * (size + 2 * aux)
 
 
-def start_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], address: str, log_path: Path) -> subprocess.Popen[bytes]:
     python = sys.executable
     collected = subprocess.run(  # noqa: S603
         [python, "manage.py", "collectstatic", "--noinput", "-v", "0"],
@@ -213,19 +221,19 @@ def start_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.P
     )
     if collected.returncode:
         sys.exit(f"collectstatic failed:\n{collected.stderr[-2000:]}")
-    # docker/Dockerfile's command, on loopback TCP instead of the socket nginx shares.
+    # docker/Dockerfile's command, on a unix socket as there (nginx's side of it is this process).
+    # Not loopback TCP: uvicorn binds a multi-worker TCP socket itself with protocol 0, so asyncio
+    # leaves Nagle's algorithm on and every response body waits ~40 ms for a delayed ACK.
     command = [
         python,
         "-m",
         "uvicorn",
         "neonpro.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
+        "--uds",
+        address,
         "--proxy-headers",
         "--forwarded-allow-ips",
-        "127.0.0.1",
+        "*",
         "--no-server-header",
         "--lifespan",
         "off",
@@ -239,7 +247,7 @@ def start_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.P
         if process.poll() is not None:
             sys.exit(f"the server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            status, _, _ = Client(port).request("GET", "/healthz")
+            status, _, _ = Client(address).request("GET", "/healthz")
             if status == 200:
                 return process
         except OSError:
@@ -254,8 +262,8 @@ _CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 class Client:
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, address: str) -> None:
+        self.address = address
         self.cookies: dict[str, str] = {}
         self.conn: http.client.HTTPConnection | None = None
 
@@ -267,7 +275,7 @@ class Client:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         for attempt in (1, 2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
+                self.conn = UnixHTTPConnection(self.address, timeout=REQUEST_TIMEOUT)
             try:
                 self.conn.request(method, path, body=body, headers=sent)
                 response = self.conn.getresponse()
@@ -467,8 +475,10 @@ def summary(results: Results, seconds: float, peak: int) -> dict[str, Any]:
     }
 
 
-def sign_in_all(port: int, people: list[dict[str, Any]], give_up: float = 600.0) -> tuple[list[Client], dict[str, Any]]:
-    clients = [Client(port) for _ in people]
+def sign_in_all(
+    address: str, people: list[dict[str, Any]], give_up: float = 600.0
+) -> tuple[list[Client], dict[str, Any]]:
+    clients = [Client(address) for _ in people]
     outcomes: list[tuple[int, float, int]] = [(0, 0.0, 0)] * len(people)
 
     def one(n: int) -> None:
@@ -496,7 +506,7 @@ def sign_in_all(port: int, people: list[dict[str, Any]], give_up: float = 600.0)
     }
 
 
-def measure_level(port: int, clients: list[Client], people: list[dict[str, Any]], n: int, seconds: float) -> Any:
+def measure_level(address: str, clients: list[Client], people: list[dict[str, Any]], n: int, seconds: float) -> Any:
     pairs = list(zip(clients[:n], people[:n], strict=True))
     with ConnectionSampler() as sampler:
         mix, mix_s = drive(pairs, MIX, seconds, None)
@@ -509,7 +519,7 @@ def measure_level(port: int, clients: list[Client], people: list[dict[str, Any]]
 
 
 def measure_rush(
-    port: int,
+    address: str,
     clients: list[Client],
     people: list[dict[str, Any]],
     rushers: list[dict[str, Any]],
@@ -525,7 +535,7 @@ def measure_rush(
     rush: dict[str, Any] = {}
 
     def sign_ins() -> None:
-        rush.update(sign_in_all(port, rushers, give_up)[1])
+        rush.update(sign_in_all(address, rushers, give_up)[1])
         done.set()
 
     with ConnectionSampler() as sampler:
@@ -564,7 +574,6 @@ def main() -> None:
     parser.add_argument("--rush", type=int, default=200, help="sign-ins of the rush (0: no rush)")
     parser.add_argument("--rush-clients", type=int, default=50, help="clinical clients during the rush")
     parser.add_argument("--rush-timeout", type=float, default=120.0, help="seconds a rushing sign-in keeps retrying")
-    parser.add_argument("--port", type=int, default=0, help="the server's loopback port (default: any free one)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="uvicorn workers (the cores)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
@@ -580,27 +589,27 @@ def main() -> None:
 
     data_dir = Path(tempfile.mkdtemp(prefix="neonpro-load-"))
     env = server_env(data_dir, args.workers)
-    port = args.port or free_port()
-    process = start_server(env, port, data_dir / "server.log")
+    address = str(data_dir / "web.sock")
+    process = start_server(env, address, data_dir / "server.log")
     try:
         with psycopg.connect(**benchdb.conninfo(benchdb.SERVER["user"], "postgres"), autocommit=True) as conn:
             row = conn.execute("SHOW max_connections").fetchone()
         max_connections = int(row[0]) if row else 0
         total = pool_total(env, args.workers)
         log(f"server: {args.workers} workers, pool total {total}, PostgreSQL max_connections {max_connections}")
-        clients, signin = sign_in_all(port, people[: max(levels)])
+        clients, signin = sign_in_all(address, people[: max(levels)])
         log(f"signed in {signin['sign_ins']} clinicians in {signin['seconds']} s: {signin}")
         if signin["failed_by_status"]:
             sys.exit(f"sign-in failed: {signin['failed_by_status']}\n{(data_dir / 'server.log').read_text()[-3000:]}")
         figures: list[dict[str, Any]] = []
         for n in levels:
-            level = measure_level(port, clients, people, n, args.duration)
+            level = measure_level(address, clients, people, n, args.duration)
             print_level(level)
             figures.append(level)
         rush = None
         if args.rush:
             rushers = people[max(levels) :]
-            rush = measure_rush(port, clients, people, rushers, rush_clients, args.duration, args.rush_timeout)
+            rush = measure_rush(address, clients, people, rushers, rush_clients, args.duration, args.rush_timeout)
             log(
                 f"rush of {args.rush} sign-ins during {rush_clients} clients: clinical p99 "
                 f"{rush['baseline']['p99_ms']} -> {rush['during_rush']['p99_ms']} ms (x{rush['p99_ratio']}), "
