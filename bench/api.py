@@ -80,10 +80,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def ssn_of(i: int) -> str:
-    return f"{900 + i // 10_000:03d}-{(i // 100) % 100 + 1:02d}-{i % 10_000:04d}"
-
-
 def seed(clinicians: int, team: int, records: int) -> list[dict[str, Any]]:
     """Clinicians, each with ``team`` patients of ``records`` records (bulk, as the system)."""
     rng = random.Random(9)
@@ -102,7 +98,7 @@ def seed(clinicians: int, team: int, records: int) -> list[dict[str, Any]]:
                     id=uuid.uuid4(),
                     full_name=f"Bench Patient {c}-{i}",
                     date_of_birth=f"19{40 + i % 60}-0{1 + i % 9}-1{i % 10}",
-                    ssn=ssn_of(c * team + i),
+                    ssn=benchdb.ssn_of(c * team + i),
                     mrn=f"MRN-{c:03d}-{i:06d}",
                     email=f"patient{c}-{i}@example.org",
                     phone=f"+1 555 {rng.randrange(10**7):07d}",
@@ -130,7 +126,7 @@ def seed(clinicians: int, team: int, records: int) -> list[dict[str, Any]]:
                 {
                     "username": user.username,
                     "records": [str(r.pk) for r in notes],
-                    "ssns": [ssn_of(c * team + i) for i in range(team)],
+                    "ssns": [benchdb.ssn_of(c * team + i) for i in range(team)],
                 }
             )
     with benchdb.owner() as conn:

@@ -35,6 +35,11 @@ def master_key(label: str) -> str:
     return base64.b64encode(hashlib.sha256(f"neonpro {label} master key".encode()).digest()).decode()
 
 
+def ssn_of(i: int) -> str:
+    """The ``i``-th synthetic SSN of a seeded benchmark (unique, in the 900 range no one is issued)."""
+    return f"{900 + i // 10_000:03d}-{(i // 100) % 100 + 1:02d}-{i % 10_000:04d}"
+
+
 def conninfo(user: str, dbname: str) -> dict[str, Any]:
     info = {"host": SERVER["host"], "port": SERVER["port"], "user": user, "dbname": dbname}
     if user == SERVER["user"] and SERVER["password"]:

@@ -101,10 +101,6 @@ def log(message: str) -> None:
 
 
 # -- Seeding -------------------------------------------------------------------------------
-def ssn_of(i: int) -> str:
-    return f"{900 + i // 10_000:03d}-{(i // 100) % 100 + 1:02d}-{i % 10_000:04d}"
-
-
 def seed(clinicians: int, patients: int, records: int) -> list[dict[str, Any]]:
     """Users, patients, care teams and records (bulk, as the system); returns per clinician
     its username and its team's patient ids and SSNs."""
@@ -124,7 +120,7 @@ def seed(clinicians: int, patients: int, records: int) -> list[dict[str, Any]]:
                 id=uuid.uuid4(),
                 full_name=f"Bench Patient {i}",
                 date_of_birth=f"19{40 + i % 60}-0{1 + i % 9}-1{i % 10}",
-                ssn=ssn_of(i),
+                ssn=benchdb.ssn_of(i),
                 mrn=f"MRN-{i:08d}",
                 email=f"patient{i}@example.org",
                 phone=f"+1 555 {rng.randrange(10**7):07d}",
@@ -146,7 +142,7 @@ def seed(clinicians: int, patients: int, records: int) -> list[dict[str, Any]]:
                 {
                     "username": user.username,
                     "patients": [str(p.pk) for p in team],
-                    "ssns": [ssn_of(c * team_size + k) for k in range(len(team))],
+                    "ssns": [benchdb.ssn_of(c * team_size + k) for k in range(len(team))],
                 }
             )
         CareTeamMembership.objects.bulk_create(memberships, batch_size=2000)
