@@ -318,11 +318,18 @@ def _wait_until_back(probe: Client, since: float, what: str, *, within: float = 
         time.sleep(0.05)
 
 
-def _first_success_after(outcomes: Outcomes, end: float) -> float:
-    """Seconds from ``end`` until the load's first success among the requests sent after it."""
-    with outcomes.lock:
-        done = [ended for started, ended, _, status in outcomes.statuses if started >= end and status in (200, 201)]
-    return min(done) - end if done else float("inf")
+def _first_success_after(outcomes: Outcomes, end: float, within: float = 10.0) -> float:
+    """Seconds from ``end`` until the load's first success among the requests sent after it.
+
+    Waits (at most ``within`` seconds) for one to complete: read at once, the requests sent after
+    ``end`` may all still be in flight, which said "never" although the first one succeeded."""
+    deadline = time.monotonic() + within
+    while True:
+        with outcomes.lock:
+            done = [e for started, e, _, status in outcomes.statuses if started >= end and status in (200, 201)]
+        if done or time.monotonic() > deadline:
+            return min(done) - end if done else float("inf")
+        time.sleep(0.05)
 
 
 def _rows(app: Production, patient: str) -> int:
