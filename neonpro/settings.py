@@ -158,6 +158,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "neonpro.security.web_context.ui",
             ],
         },
     },
@@ -435,6 +436,10 @@ NEONPRO_TOTP_THROTTLE_FACTOR = env_int("NEONPRO_TOTP_THROTTLE_FACTOR", 1)
 # At sign-in a user keeps at most NEONPRO_SESSION_MAX_PER_USER sessions (the oldest end).
 SESSION_ENGINE = "neonpro.accounts.sessions"
 NEONPRO_SESSION_IDLE_MINUTES = env_int("NEONPRO_SESSION_IDLE_MINUTES", 15)
+# Seconds, when set (not 0), take the place of the minutes (short idle times for tests, kiosks).
+NEONPRO_SESSION_IDLE_SECONDS = env_int("NEONPRO_SESSION_IDLE_SECONDS", 0)
+# The web UI warns this many seconds before an idle session ends ("Stay signed in").
+NEONPRO_SESSION_WARN_SECONDS = env_int("NEONPRO_SESSION_WARN_SECONDS", 120)
 NEONPRO_SESSION_ABSOLUTE_HOURS = env_int("NEONPRO_SESSION_ABSOLUTE_HOURS", 12)
 NEONPRO_SESSION_BIND_USER_AGENT = env_bool("NEONPRO_SESSION_BIND_USER_AGENT", True)
 NEONPRO_SESSION_BIND_IP = env_bool("NEONPRO_SESSION_BIND_IP", False)
@@ -443,6 +448,8 @@ NEONPRO_SESSION_BIND_IPV6_PREFIX = env_int("NEONPRO_SESSION_BIND_IPV6_PREFIX", 6
 NEONPRO_SESSION_MAX_PER_USER = env_int("NEONPRO_SESSION_MAX_PER_USER", 5)
 for _name, _low, _high in (
     ("NEONPRO_SESSION_IDLE_MINUTES", 1, 24 * 60),
+    ("NEONPRO_SESSION_IDLE_SECONDS", 0, 24 * 3600),
+    ("NEONPRO_SESSION_WARN_SECONDS", 5, 3600),
     ("NEONPRO_SESSION_ABSOLUTE_HOURS", 1, 7 * 24),
     ("NEONPRO_SESSION_BIND_IPV4_PREFIX", 0, 32),
     ("NEONPRO_SESSION_BIND_IPV6_PREFIX", 0, 128),
@@ -450,6 +457,8 @@ for _name, _low, _high in (
 ):
     if not _low <= globals()[_name] <= _high:
         raise ImproperlyConfigured(f"{_name} must be from {_low} to {_high}, not {globals()[_name]}")
+if 0 < NEONPRO_SESSION_IDLE_SECONDS < 10:
+    raise ImproperlyConfigured(f"NEONPRO_SESSION_IDLE_SECONDS must be 0 (use the minutes) or at least 10, not {NEONPRO_SESSION_IDLE_SECONDS}")
 
 # -- Email (telling people about changes to their own account) ----------------------------
 EMAIL_BACKEND = os.environ.get(

@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from neonpro.accounts import api as accounts_api
-from neonpro.accounts import session_api, session_views, signin_views
+from neonpro.accounts import notification_views, session_api, session_views, signin_views
 from neonpro.accounts import views as accounts_views
 from neonpro.security import api_root
 from neonpro.security import docs as api_docs
@@ -91,6 +91,14 @@ urlpatterns = [
     path("accounts/sessions/", session_views.session_list, name="sessions"),
     path("accounts/sessions/end-others/", session_views.session_end_others, name="session-end-others"),
     path("accounts/sessions/<uuid:pk>/end/", session_views.session_end, name="session-end"),
+    path("accounts/sessions/keepalive/", session_views.session_keepalive, name="session-keepalive"),
+    path("notifications/", notification_views.notification_list, name="notifications"),
+    path("notifications/read-all/", notification_views.notification_read_all, name="notifications-read-all"),
+    path("notifications/<uuid:pk>/read/", notification_views.notification_read, name="notification-read"),
+    # -- The web UI: clinicians (patients/, records/) and the patient portal (docs/web-ui.md)
+    path("", include("patients.urls")),
+    path("", include("records.urls")),
+    path("portal/", include("patients.portal_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", api_docs.SchemaView.as_view(), name="api-schema"),

@@ -7,7 +7,7 @@ import uuid
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -48,3 +48,13 @@ def session_end_others(request: HttpRequest) -> HttpResponse:
     ended = end_other_sessions(request.user, current_session_key=request.session.session_key)  # type: ignore[arg-type]
     messages.success(request, f"Ended {ended} other session{'' if ended == 1 else 's'}; this one goes on.")
     return redirect("sessions")
+
+
+@require_POST
+def session_keepalive(request: HttpRequest) -> HttpResponse:
+    """"Stay signed in" (the idle warning's button): a request, so the session's idle time
+    starts again. 401 once the session has ended, so the page goes to the sign-in page."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"signed_in": False}, status=401)
+    request.session.modified = True  # saved: the store records the activity
+    return JsonResponse({"signed_in": True, "idle_seconds": int(session_settings.idle.total_seconds())})

@@ -62,7 +62,8 @@ class SessionSettings:
 
     @property
     def idle(self) -> dt.timedelta:
-        return dt.timedelta(minutes=getattr(settings, "NEONPRO_SESSION_IDLE_MINUTES", 15))
+        seconds = getattr(settings, "NEONPRO_SESSION_IDLE_SECONDS", 0)  # 0: the minutes decide
+        return dt.timedelta(seconds=seconds or 60 * getattr(settings, "NEONPRO_SESSION_IDLE_MINUTES", 15))
 
     @property
     def lifetime(self) -> dt.timedelta:

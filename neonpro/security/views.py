@@ -6,28 +6,21 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.templatetags.static import static
-
-NOTICES = {
-    "password_reset_by_admin": "An administrator issued a temporary password for your account.",
-    "break_glass": "A clinician used emergency access (break-glass) to a patient record.",
-    "break_glass_many": "A clinician reached the daily threshold of emergency-access uses.",
-    "audit_unavailable": "The audit log could not be written: requests that need it are refused (503).",
-    "audit_tampering": "The audit chain holds an event the application did not write: run `audit verify`.",
-}
-
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The signed-in home page, with the person's own unread notices (ids and dates, never PHI)."""
-    from neonpro.accounts.models import Notification
+    """Where each role starts: clinicians at their patients, patients at their own record,
+    everyone else at their unread notices (ids and dates, never PHI)."""
+    from neonpro.accounts.notifications import notices_for
 
-    notices = [
-        {"when": n.created_at, "text": NOTICES.get(n.kind, n.kind)}
-        for n in Notification.objects.filter(recipient=request.user, read_at__isnull=True)[:20]
-    ]
-    return render(request, "home.html", {"notices": notices})
+    role = getattr(request.user, "role", "")
+    if role == "clinician":
+        return redirect("patients:list")
+    if role == "patient":
+        return redirect("portal:home")
+    return render(request, "home.html", {"notices": notices_for(request.user, unread_only=True, limit=20)})
 
 
 PROBE_INTERVAL = 2.0  # seconds: probes hammered at /healthz share one audit append test

@@ -123,7 +123,7 @@ def test_a_temporary_password_only_lets_its_owner_choose_a_new_one(admin_user: U
     assert changed.status_code == 302 and changed["Location"] == "/accounts/password/change/done/"
     clinician.refresh_from_db()
     assert not clinician.must_change_password and clinician.check_password("a new phrase of my own")
-    assert user.get("/", secure=True).status_code == 200
+    assert user.get("/notifications/", secure=True).status_code == 200  # pages open again
     (event,) = _events(start, action="account.password_set")
     assert event.actor_id == clinician.pk and event.details["via"] == "self_service"
 
@@ -422,8 +422,10 @@ def test_the_user_hears_of_a_reset_by_email_and_on_their_home_page(admin_user: U
         {"old_password": temporary, "new_password1": "mine from now on", "new_password2": "mine from now on"},
         secure=True,
     )
-    home = user.get("/", secure=True).content.decode()
-    assert "An administrator issued a temporary password for your account." in home
+    home = user.get("/", secure=True, follow=True)
+    assert b'<span class="badge" aria-label="1 unread">1</span>' in home.content  # on every page
+    notices = user.get("/notifications/", secure=True).content.decode()
+    assert "An administrator issued a temporary password for your account." in notices
 
 
 def test_the_temporary_password_cannot_be_kept(admin_user: User, clinician: User) -> None:

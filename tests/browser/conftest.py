@@ -112,3 +112,26 @@ def sign_in(browser: Any, app: Any, username: str, password: str | None = None, 
         token = code if code is not None else totp_code(app.totp_secrets[username], account=username)
         browser.find_element(By.ID, "id_token").send_keys(token)
         submit(browser)
+
+
+def screenshot(browser: Any, name: str) -> bytes:
+    """A PNG of the page as it is now; saved as docs/screenshots/<name>.png when
+    NEONPRO_SCREENSHOTS_DIR names a folder (`make screenshots`: the README's pictures, of
+    demo data only)."""
+    import os
+
+    png: bytes = browser.get_screenshot_as_png()
+    folder = os.environ.get("NEONPRO_SCREENSHOTS_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.png").write_bytes(png)
+    return png
+
+
+def wait_for(browser: Any, css: str, timeout: float = 15) -> Any:
+    """The element ``css`` once it is on the page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
