@@ -458,7 +458,9 @@ for _name, _low, _high in (
     if not _low <= globals()[_name] <= _high:
         raise ImproperlyConfigured(f"{_name} must be from {_low} to {_high}, not {globals()[_name]}")
 if 0 < NEONPRO_SESSION_IDLE_SECONDS < 10:
-    raise ImproperlyConfigured(f"NEONPRO_SESSION_IDLE_SECONDS must be 0 (use the minutes) or at least 10, not {NEONPRO_SESSION_IDLE_SECONDS}")
+    raise ImproperlyConfigured(
+        f"NEONPRO_SESSION_IDLE_SECONDS must be 0 (use the minutes) or at least 10, not {NEONPRO_SESSION_IDLE_SECONDS}"
+    )
 
 # -- Email (telling people about changes to their own account) ----------------------------
 EMAIL_BACKEND = os.environ.get(

@@ -52,7 +52,7 @@ def session_end_others(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def session_keepalive(request: HttpRequest) -> HttpResponse:
-    """"Stay signed in" (the idle warning's button): a request, so the session's idle time
+    """ "Stay signed in" (the idle warning's button): a request, so the session's idle time
     starts again. 401 once the session has ended, so the page goes to the sign-in page."""
     if not request.user.is_authenticated:
         return JsonResponse({"signed_in": False}, status=401)

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Where each role starts: clinicians at their patients, patients at their own record,

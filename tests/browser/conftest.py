@@ -134,4 +134,5 @@ def wait_for(browser: Any, css: str, timeout: float = 15) -> Any:
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
+    present = expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    return WebDriverWait(browser, timeout).until(present)
