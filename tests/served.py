@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,3 +190,47 @@ def stop(app: ServedApp) -> None:
     except subprocess.TimeoutExpired:
         app.process.kill()
         app.process.wait(timeout=15)
+
+
+@contextmanager
+def own_served_app(
+    suffix: str,
+    django_db_blocker: Any,
+    tmp_path_factory: Any,
+    *,
+    extra_env: dict[str, Any] | None = None,
+    tls_from: Path | None = None,
+) -> Iterator[ServedApp]:
+    """The real ``manage.py serve`` on a clone of the migrated test database of its own (named
+    ``<test db>_<suffix>``), as the application role, with the demo data; dropped afterwards.
+    ``tls_from``: a folder whose dev certificate and key it serves (a browser pinned to another
+    served app's certificate then trusts this one too)."""
+    import shutil
+
+    from django.conf import settings
+    from django.db import connections
+
+    from tests.conftest import APP_ROLE, OWNER_ROLE, TEST_MASTER_KEY, superuser_dsn
+
+    db = settings.DATABASES["default"]
+    template = connections["default"].settings_dict["NAME"]
+    name = f"{template}_{suffix}"
+    with django_db_blocker.unblock():
+        connections.close_all()
+        clone_database(superuser_dsn(), template=template, name=name, owner=OWNER_ROLE)
+    data_dir = tmp_path_factory.mktemp(suffix)
+    if tls_from is not None:
+        shutil.copytree(tls_from, data_dir / "tls")
+    app = start_served_app(
+        data_dir=data_dir,
+        database_url=f"postgres://{APP_ROLE}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}",
+        database=name,
+        redis_url=settings.REDIS_URL,
+        master_key=TEST_MASTER_KEY,
+        extra_env=extra_env or {},
+    )
+    try:
+        yield app
+    finally:
+        stop(app)
+        drop_database(superuser_dsn(), name)

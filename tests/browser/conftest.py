@@ -136,3 +136,19 @@ def wait_for(browser: Any, css: str, timeout: float = 15) -> Any:
 
     present = expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
     return WebDriverWait(browser, timeout).until(present)
+
+
+IDLE_SECONDS, WARN_SECONDS = 16, 8
+
+
+@pytest.fixture(scope="session")
+def idle_app(served_app: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A served app whose sessions end after IDLE_SECONDS without a request (warning
+    WARN_SECONDS before), serving the same certificate as ``served_app`` (the browser's pin)."""
+    from tests.served import own_served_app
+
+    env = {"NEONPRO_SESSION_IDLE_SECONDS": IDLE_SECONDS, "NEONPRO_SESSION_WARN_SECONDS": WARN_SECONDS}
+    with own_served_app(
+        "idle", django_db_blocker, tmp_path_factory, extra_env=env, tls_from=served_app.cert.parent
+    ) as app:
+        yield app
