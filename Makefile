@@ -15,7 +15,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # an HSM, and a real browser with its WebDriver (tests/browser).
 SYSTEM_PACKAGES := pgbouncer softhsm2 chromium chromium-driver
 
-.PHONY: run test mutation qa lint format mypy services tools sslyze bench bench-smoke clean
+.PHONY: run test mutation qa lint format mypy services tools sslyze bench bench-smoke screenshots clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ test: $(STAMP) $(SSLYZE_STAMP) services tools
 	$(BIN)/coverage combine --quiet --data-file=$$COVERAGE_FILE $(COVERAGE_DIR) || status=1; \
 	$(BIN)/python -m tests.coverage_policy $(COVERAGE_CHECK) || { [ $$status -ne 0 ] || status=1; }; \
 	exit $$status
+
+# The README's pictures: the browser tests, saving their screenshots (demo data only) to
+# docs/screenshots/ instead of only taking them.
+screenshots: $(STAMP) services tools
+	NEONPRO_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(BIN)/python -m pytest tests/browser -q -p no:randomly
 
 # Mutation testing of the crypto and audit core (not in CI: it takes minutes per module).
 # Each module runs against its own tests on a database of its own (tests/mutation.py);

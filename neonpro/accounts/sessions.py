@@ -20,8 +20,9 @@ Guarantees:
 * A token is rotated in place (``cycle_key``: the row keeps its id, a new token and digest
   replace the old ones) at sign-in, on break-glass and on a privilege change of the user's own
   session; the old token finds nothing afterwards.
-* ``last_seen_at`` (and with it the idle deadline) is written at most once a minute, so the
-  idle timeout is enforced to within a minute on the strict side.
+* ``last_seen_at`` (and with it the idle deadline) is written at most once a minute (a quarter
+  of the idle time when that is shorter), so the idle timeout is enforced to within that on
+  the strict side.
 * At sign-in, a user keeps at most ``NEONPRO_SESSION_MAX_PER_USER`` sessions: the oldest end.
 """
 
@@ -191,7 +192,7 @@ class SessionStore(SessionBase):
         except DecryptionError:
             _end(row.pk, row.user_id, "session.end", {"reason": "unreadable"}, outcome="error", actor=SYSTEM_ACTOR)
             return self._forget()
-        if now - row.last_seen_at >= LAST_SEEN_EVERY:
+        if now - row.last_seen_at >= min(LAST_SEEN_EVERY, session_settings.idle / 4):
             row.last_seen_at, row.idle_expires_at = now, min(now + session_settings.idle, row.expires_at)
             UserSession.objects.filter(pk=row.pk).update(
                 last_seen_at=row.last_seen_at, idle_expires_at=row.idle_expires_at
