@@ -20,15 +20,18 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize(
-    ("username", "role"), [("dr.house", "Clinician"), ("patient.ada", "Patient"), ("admin", "Administrator")]
+    ("username", "role", "start"),
+    [("dr.house", "Clinician", "/patients/"), ("patient.ada", "Patient", "/portal/"), ("admin", "Administrator", "/")],
 )
-def test_each_person_signs_in_and_lands_signed_in(browser: Any, served_app: Any, username: str, role: str) -> None:
+def test_each_person_signs_in_and_lands_signed_in(
+    browser: Any, served_app: Any, username: str, role: str, start: str
+) -> None:
     sign_in(browser, served_app, username)
 
-    assert browser.current_url == f"{served_app.url}/"
+    assert browser.current_url == f"{served_app.url}{start}"  # where the role's work is
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "CSRF verification failed" not in body
-    assert f"You are signed in as {username} ({role})" in body
+    assert f"{username} · {role}" in browser.find_element(By.CSS_SELECTOR, "header .who").text
     session = browser.get_cookie("__Host-sessionid")
     assert session is not None and session["secure"] and session["httpOnly"]
 
