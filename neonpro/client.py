@@ -99,6 +99,7 @@ class Record:
     diagnosis: str
     treatment_plan: str
     medications: str
+    allergies: str | None  # None: written before allergies were recorded
     lab_results: Any
     notes: str
     updated_at: dt.datetime
@@ -166,6 +167,7 @@ def _record(row: dict[str, Any]) -> Record:
         diagnosis=row["diagnosis"],
         treatment_plan=row["treatment_plan"],
         medications=row["medications"],
+        allergies=row.get("allergies"),
         lab_results=row["lab_results"],
         notes=row["notes"],
         updated_at=dt.datetime.fromisoformat(row["updated_at"]),
@@ -338,6 +340,7 @@ class NeonProClient:
         diagnosis: str | None = None,
         treatment_plan: str | None = None,
         medications: str | None = None,
+        allergies: str | None = None,
         lab_results: Any = None,
         notes: str | None = None,
     ) -> Record:
@@ -346,6 +349,7 @@ class NeonProClient:
             diagnosis=diagnosis,
             treatment_plan=treatment_plan,
             medications=medications,
+            allergies=allergies,
             lab_results=lab_results,
             notes=notes,
         )

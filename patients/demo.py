@@ -105,6 +105,7 @@ def _clinical_history(patient: Any, clinician: Any) -> None:
         diagnosis="Seasonal allergic rhinitis (demo)",
         treatment_plan="Antihistamine as needed; review in 3 months",
         medications="Cetirizine 10 mg",
+        allergies="Penicillin (rash)",
         lab_results={"eosinophils": {"value": 0.4, "unit": "10^9/L"}},
         notes="Demo record.",
     )

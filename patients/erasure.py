@@ -42,7 +42,7 @@ def erase_patient_records(patient_id: uuid.UUID, *, dry_run: bool = False) -> di
         patient.user = None
         patient.save()
     for record in records:
-        record.diagnosis = record.treatment_plan = record.medications = record.notes = ""
+        record.diagnosis = record.treatment_plan = record.medications = record.allergies = record.notes = ""
         record.lab_results = None
         record.save()
     for appointment in appointments:

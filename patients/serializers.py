@@ -122,6 +122,7 @@ class ExportedRecordSerializer(serializers.Serializer[Any]):
     diagnosis = serializers.CharField()
     treatment_plan = serializers.CharField()
     medications = serializers.CharField()
+    allergies = serializers.CharField(allow_null=True)
     lab_results = serializers.JSONField(allow_null=True)
     notes = serializers.CharField()
 

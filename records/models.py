@@ -35,6 +35,7 @@ class MedicalRecord(SealedRow):
     diagnosis = EncryptedTextField(blank=True, default="")
     treatment_plan = EncryptedTextField(blank=True, default="")
     medications = EncryptedTextField(blank=True, default="")
+    allergies = EncryptedTextField(blank=True, default="", null=True)
     lab_results = EncryptedJSONField(null=True, blank=True)
     notes = EncryptedTextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -98,6 +99,7 @@ class MedicalRecordRevision(SealedRow):
     diagnosis = EncryptedTextField(blank=True, default="")
     treatment_plan = EncryptedTextField(blank=True, default="")
     medications = EncryptedTextField(blank=True, default="")
+    allergies = EncryptedTextField(blank=True, default="", null=True)
     lab_results = EncryptedJSONField(null=True, blank=True)
     notes = EncryptedTextField(blank=True, default="")
 

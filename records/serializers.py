@@ -36,6 +36,9 @@ class RecordSerializer(_NamedSerializer):
     diagnosis = serializers.CharField(read_only=True)
     treatment_plan = serializers.CharField(read_only=True)
     medications = serializers.CharField(read_only=True)
+    allergies = serializers.CharField(
+        read_only=True, allow_null=True, help_text="null on records written before allergies were recorded."
+    )
     lab_results = serializers.JSONField(read_only=True, allow_null=True)
     notes = serializers.CharField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
@@ -46,6 +49,7 @@ class RecordWriteSerializer(StrictSerializer):
     diagnosis = serializers.CharField(required=False, allow_blank=True, max_length=20000)
     treatment_plan = serializers.CharField(required=False, allow_blank=True, max_length=20000)
     medications = serializers.CharField(required=False, allow_blank=True, max_length=20000)
+    allergies = serializers.CharField(required=False, allow_blank=True, max_length=20000)
     lab_results = serializers.JSONField(required=False, allow_null=True)
     notes = serializers.CharField(required=False, allow_blank=True, max_length=20000)
 

@@ -27,8 +27,8 @@ from records.models import Appointment, MedicalRecord, MedicalRecordRevision
 
 RECORD = "records.medicalrecord"
 APPOINTMENT = "records.appointment"
-RECORD_FIELDS = ("record_date", "diagnosis", "treatment_plan", "medications", "lab_results", "notes")
-CLINICAL_FIELDS = ("diagnosis", "treatment_plan", "medications", "lab_results", "notes")
+RECORD_FIELDS = ("record_date", "diagnosis", "treatment_plan", "medications", "allergies", "lab_results", "notes")
+CLINICAL_FIELDS = ("diagnosis", "treatment_plan", "medications", "allergies", "lab_results", "notes")
 ROLLED_BACK = "the row is older than its history: an earlier copy of the whole row was put back"
 APPOINTMENT_FIELDS = ("scheduled_at", "duration_minutes", "status", "reason", "notes")
 CANCELLABLE = ("requested", "confirmed")
@@ -393,6 +393,7 @@ def export_records(patient_id: uuid.UUID) -> dict[str, Any]:
                 "diagnosis": r.diagnosis,
                 "treatment_plan": r.treatment_plan,
                 "medications": r.medications,
+                "allergies": r.allergies,
                 "lab_results": r.lab_results,
                 "notes": r.notes,
             }
