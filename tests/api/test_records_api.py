@@ -35,6 +35,23 @@ def test_care_team_clinician_writes_and_reads_records(api, world) -> None:  # ty
     assert "diabetes" not in event.canonical().decode().lower()
 
 
+def test_allergies_are_written_amended_kept_in_history_and_exported(api, world) -> None:  # type: ignore[no-untyped-def]
+    created = api(world.doctor).post(records_url(world.alice), {"diagnosis": "Urticaria", "allergies": "Latex"})
+    assert created.status_code == 201 and created.json()["allergies"] == "Latex"
+    record_id = created.json()["id"]
+    amended = api(world.doctor).patch(f"/api/v1/records/{record_id}/", {"allergies": "Latex, penicillin"})
+    assert amended.status_code == 200 and amended.json()["allergies"] == "Latex, penicillin"
+    with system_context("test: read the history"):
+        from records.models import MedicalRecordRevision
+
+        states = MedicalRecordRevision.objects.filter(record_id=record_id).order_by("record_version")
+        assert [r.allergies for r in states] == ["Latex", "Latex, penicillin"]
+    [exported] = api(world.alice_user).get(f"/api/v1/patients/{world.alice.pk}/export/").json()["records"]
+    assert exported["allergies"] == "Latex, penicillin"
+    [event] = audit_events(action="record.update")
+    assert event.details == {"fields": ["allergies"]} and "penicillin" not in event.canonical().decode()
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [({"record_date": "2024-13-01"}, "record_date"), ({"diagnosis": ["a"]}, "diagnosis"), ({"secret": 1}, "secret")],

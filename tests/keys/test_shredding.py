@@ -69,7 +69,9 @@ def test_a_shredded_patient_is_unrecoverable_from_a_dead_row_version_after_the_e
         assert cursor.fetchone()[0] == "neonpro_app"
     patient, other = patient_factory(full_name="Shred Me"), patient_factory(full_name="Keep Me")
     clinician = _clinician(user_factory)
-    MedicalRecord._plain.create(patient=patient, provider=clinician, diagnosis="influenza", notes="private")
+    MedicalRecord._plain.create(
+        patient=patient, provider=clinician, diagnosis="influenza", allergies="penicillin", notes="private"
+    )
     Appointment._plain.create(patient=patient, provider=clinician, scheduled_at=timezone.now(), reason="follow-up")
     scan = encrypt_for_subject(patient.pk, b"chest x-ray", context=CTX)
     kept = encrypt_for_subject(other.pk, b"other x-ray", context=CTX)
@@ -86,7 +88,7 @@ def test_a_shredded_patient_is_unrecoverable_from_a_dead_row_version_after_the_e
     erased = Patient._plain.get(pk=patient.pk)
     assert (erased.full_name, erased.ssn, erased.email, erased.active) == ("[erased]", None, None, False)
     record = MedicalRecord._plain.get(patient=patient)
-    assert (record.diagnosis, record.notes) == ("", "")
+    assert (record.diagnosis, record.allergies, record.notes) == ("", "", "")
     assert Appointment._plain.get(patient=patient).reason == ""
     events = AuditEvent.objects.filter(action="subject_key.shred", patient_id=patient.pk)
     assert events.count() == 1

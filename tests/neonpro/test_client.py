@@ -43,6 +43,7 @@ RECORD = {
     "diagnosis": "Flu",
     "treatment_plan": "Rest",
     "medications": "",
+    "allergies": "Penicillin",
     "lab_results": {"crp": 12},
     "notes": "",
     "updated_at": "2026-01-02T03:04:05Z",
@@ -208,6 +209,7 @@ def test_records_with_a_date_range_and_one_record() -> None:
             diagnosis="Flu",
             treatment_plan="Rest",
             medications="",
+            allergies="Penicillin",
             lab_results={"crp": 12},
             notes="",
             updated_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
@@ -219,10 +221,30 @@ def test_records_with_a_date_range_and_one_record() -> None:
 def test_create_record_sends_only_what_is_given() -> None:
     fake = Fake({("POST", f"/api/v1/patients/{P1}/records/"): ok(RECORD, status=201)})
 
-    record = client(fake).create_record(P1, diagnosis="Flu", record_date=dt.date(2026, 1, 2), lab_results={"crp": 12})
+    record = client(fake).create_record(
+        P1, diagnosis="Flu", record_date=dt.date(2026, 1, 2), allergies="Penicillin", lab_results={"crp": 12}
+    )
 
-    assert record.id == R1
-    assert body_of(fake.seen[0]) == {"record_date": "2026-01-02", "diagnosis": "Flu", "lab_results": {"crp": 12}}
+    assert record.id == R1 and record.allergies == "Penicillin"
+    assert body_of(fake.seen[0]) == {
+        "record_date": "2026-01-02",
+        "diagnosis": "Flu",
+        "allergies": "Penicillin",
+        "lab_results": {"crp": 12},
+    }
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {**RECORD, "allergies": None},  # a record written before allergies were recorded
+        {key: value for key, value in RECORD.items() if key != "allergies"},  # a server from before the field
+    ],
+)
+def test_a_record_without_allergies_has_none(row: dict[str, Any]) -> None:
+    fake = Fake({("GET", f"/api/v1/records/{R1}/"): ok(row)})
+
+    assert client(fake).record(R1).allergies is None
 
 
 def test_appointments_list_get_book_cancel_and_reschedule() -> None:
