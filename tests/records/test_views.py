@@ -659,6 +659,7 @@ def test_an_emergency_access_clinician_cannot_confirm_or_cancel(world: Any) -> N
 def test_a_clinician_reschedules_to_a_utc_time(world: Any, doctor: Client) -> None:
     booked = book(world.doctor, world.alice)
     form = page(get(doctor, f"/appointments/{booked.pk}/reschedule/", next="/appointments/?page_size=5"))
+    assert '<a href="/appointments/?page_size=5">Back</a>' in form
     assert (
         f'value="{booked.scheduled_at:%Y-%m-%dT%H:%M}"' in form
         and 'name="next" value="/appointments/?page_size=5"' in form
