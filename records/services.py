@@ -264,6 +264,9 @@ def create_appointment(identity: Identity, patient_id: uuid.UUID | str, data: di
             raise ValidationError({"status": "Patients request appointments; a clinician confirms them."})
         if provider is None:
             raise ValidationError({"provider": PROVIDER_REFUSED})
+        when = data.get("scheduled_at")
+        if isinstance(when, dt.datetime) and when <= timezone.now():
+            raise ValidationError({"scheduled_at": "Choose a time in the future."})
     else:
         _require_care_team(identity, patient_pk)
         provider = provider or identity.user_id
@@ -349,6 +352,33 @@ def cancel_appointment(identity: Identity, appointment_id: uuid.UUID | str) -> A
     _may_change_appointment(identity, appointment, action="appointment.cancel", done="cancelled")
     changes = {"status": Appointment.Status.CANCELLED}
     return save_changes(appointment, changes, allowed=("status",), action="appointment.cancel")
+
+
+def confirm_appointment(identity: Identity, appointment_id: uuid.UUID | str) -> Appointment:
+    """A care-team clinician confirms a requested appointment; audited (``appointment.confirm``).
+
+    Raises Appointment.DoesNotExist (not visible), PermissionDenied (not a clinician, or
+    read-only emergency access), AppointmentStateError (not ``requested``: a cancelled one is
+    not revived by confirming it, audited as denied).
+    """
+    appointment = get_visible(Appointment, appointment_id, action="appointment.confirm")
+    if identity.role not in ("clinician", "system"):
+        raise PermissionDenied("Only the patient's clinicians confirm appointments.")
+    if identity.role == "clinician":
+        _require_care_team(identity, appointment.patient_id)
+    if appointment.status != Appointment.Status.REQUESTED:
+        record_event(
+            "appointment.confirm",
+            outcome="denied",
+            resource_type=APPOINTMENT,
+            resource_id=appointment.pk,
+            patient_id=appointment.patient_id,
+            details={"refused": "status", "status": appointment.status},
+        )
+        status = appointment.get_status_display().lower()
+        raise AppointmentStateError(f"Only a requested appointment can be confirmed; this one is {status}.")
+    changes = {"status": Appointment.Status.CONFIRMED}
+    return save_changes(appointment, changes, allowed=("status",), action="appointment.confirm")
 
 
 def reschedule_appointment(

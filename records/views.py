@@ -266,17 +266,11 @@ def schedule(request: HttpRequest) -> HttpResponse:
 @not_found_as_404
 @require_POST
 def appointment_confirm(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
-    """A requested appointment becomes confirmed (a change of status, as the API's PATCH)."""
+    """A requested appointment becomes confirmed (services.confirm_appointment)."""
     back = _next(request, reverse("records:schedule"))
-    appointment = get_visible(Appointment, pk, action="appointment.update")  # as the API's PATCH
-    if appointment.status != Appointment.Status.REQUESTED:
-        status = appointment.get_status_display().lower()
-        messages.error(request, f"Only a requested appointment can be confirmed; this one is {status}.")
-        return redirect(back)
-    changes = {"status": Appointment.Status.CONFIRMED}
     _act(
         request,
-        lambda: services.update_appointment(page_identity(request), appointment, changes),
+        lambda: services.confirm_appointment(page_identity(request), pk),
         "The appointment on {when} is confirmed.",
     )
     return redirect(back)

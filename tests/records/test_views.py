@@ -621,7 +621,7 @@ def test_a_clinician_confirms_a_requested_appointment(world: Any, doctor: Client
 
     assert response.status_code == 302 and response["Location"] == "/appointments/?from=2031-01-01"
     assert fresh(Appointment, requested.pk).status == "confirmed"
-    [event] = audit_events(action="appointment.update", actor_id=world.doctor.pk)
+    [event] = audit_events(action="appointment.confirm", actor_id=world.doctor.pk)
     assert event.details == {"fields": ["status"]}
     assert "is confirmed." in notices(doctor)
     assert get(doctor, f"/appointments/{requested.pk}/confirm/").status_code == 405
