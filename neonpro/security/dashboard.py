@@ -100,6 +100,19 @@ class KeyLine:
     max_encryptions: int | None
     due: str  # why policy says this active key is due for rotation; "" when it is not
 
+    @property
+    def encryptions(self) -> str:
+        return _count(self.key.encryption_count)
+
+    @property
+    def encryption_limit(self) -> str:
+        return _count(self.max_encryptions) if self.max_encryptions else ""
+
+
+def _count(n: int) -> str:
+    """``2^62`` for the policy's powers of two, else ``10,000``."""
+    return f"2^{n.bit_length() - 1}" if n >= 1 << 20 and n & (n - 1) == 0 else f"{n:,}"
+
 
 def key_panel(now: dt.datetime) -> dict[str, Any]:
     """``keys status`` (the same inventory) against the rotation policy, grouped by purpose."""

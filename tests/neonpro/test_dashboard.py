@@ -123,7 +123,7 @@ def test_each_panel_shows_its_data_and_charts(world: Any, settings: Any) -> None
     page = _administrator(world.admin).get(URL, secure=True).content.decode()
 
     keys = _panel(page, "keys")
-    assert "field" in keys and "due: 0 days old" in keys and "<progress" in keys
+    assert "field" in keys and "due: 0 days old" in keys and "<progress" in keys and " / 2^62" in keys
     jobs = _panel(page, "reencryption")
     assert "patients.Patient" in jobs and '<progress value="50" max="200">' in jobs and "25.0%" in jobs
     assert "records.MedicalRecord (index, done" in jobs
@@ -266,3 +266,11 @@ def test_no_demo_patient_appears_in_the_dashboard(db: None) -> None:
         for phi in (name, mrn, ssn, email, phone, dob.isoformat()):
             assert phi not in page, phi
     assert "patient.ada" not in page and REASON not in page
+
+
+def test_key_counts_read_as_people_write_them() -> None:
+    row = SimpleNamespace(encryption_count=10_000)
+    line = dashboard.KeyLine(row, max_age_days=90, max_encryptions=2**30, due="")  # type: ignore[arg-type]
+    assert (line.encryptions, line.encryption_limit) == ("10,000", "2^30")
+    unlimited = dashboard.KeyLine(row, max_age_days=None, max_encryptions=None, due="")  # type: ignore[arg-type]
+    assert unlimited.encryption_limit == "" and dashboard._count(3 << 20) == "3,145,728"
