@@ -26,7 +26,9 @@ def actor_labels(ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID | None, str]
     has it."""
     wanted = set(ids)
     labels: dict[uuid.UUID | None, str] = {None: NOBODY, SYSTEM_ACTOR_ID: SYSTEM}
-    accounts = User.objects.filter(pk__in=wanted - set(labels)).values_list("pk", "username", "role")
+    accounts = User.objects.filter(pk__in={pk for pk in wanted if pk not in labels}).values_list(
+        "pk", "username", "role"
+    )
     for pk, username, role in accounts:
         labels[pk] = PATIENT if role == User.Role.PATIENT else username
     return {pk: labels.get(pk, str(pk)) for pk in wanted}

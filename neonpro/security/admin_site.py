@@ -45,7 +45,7 @@ class NeonProAdminSite(OTPRequiredAdminSite):
             "unread_notices": unread_count(request.user),
             **(extra_context or {}),
         }
-        return super().index(request, context)
+        return super().index(request, context)  # type: ignore[no-any-return]
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not dashboard.may_see(request.user):

@@ -230,14 +230,13 @@ def denied_panel(now: dt.datetime) -> dict[str, Any]:
     denied = AuditEvent.objects.filter(outcome=AuditEvent.Outcome.DENIED).exclude(
         action__in=(*SIGNIN_FAILURES, LOCKED_OUT)
     )
-    recent = list(
+    rows = list(
         denied.filter(occurred_at__gte=_since(now))
         .order_by("-id")
         .values("id", "occurred_at", "action", "actor_id", "actor_role", "resource_type")[:RECENT]
     )
-    labels = actor_labels(row["actor_id"] for row in recent)
-    for row in recent:
-        row["actor"] = labels[row.pop("actor_id")]
+    labels = actor_labels(row["actor_id"] for row in rows)
+    recent = [{**row, "actor": labels[row["actor_id"]]} for row in rows]
     return {"chart": day_chart(denied, now), "recent": recent}
 
 
