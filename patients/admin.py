@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -45,10 +46,8 @@ REFUSALS = {
 
 
 def _refusal(exc: IntegrityError) -> str:
-    for constraint, message in REFUSALS.items():
-        if constraint in str(exc):
-            return message
-    raise exc
+    found = re.search(r'constraint "(\w+)"', str(exc))
+    return REFUSALS.get(found.group(1) if found else "", "Refused: it conflicts with an existing membership.")
 
 
 @admin.register(CareTeamMembership)
