@@ -28,7 +28,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from neonpro.accounts import agent_admin  # noqa: F401 - agents, their tokens and certificates
+from neonpro.accounts import (
+    agent_admin,  # noqa: F401 - agents, their tokens and certificates
+    notifications,
+)
 from neonpro.accounts.models import AccountChange, Notification, PatientAccount, User
 from neonpro.accounts.services import issue_temporary_password
 from neonpro.accounts.session_services import end_all_sessions
@@ -192,18 +195,56 @@ class PatientAccountAdmin(_TemporaryPasswordMixin, admin.ModelAdmin):  # type: i
         return False
 
 
+class YoursFilter(admin.SimpleListFilter):
+    """The viewing administrator's own notices (what the admin index counts as unread)."""
+
+    title = "addressed to"
+    parameter_name = "mine"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("unread", "You: unread"), ("all", "You: all")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Notification]) -> QuerySet[Notification]:
+        if self.value() == "unread":
+            return queryset.filter(recipient=request.user, read_at__isnull=True)
+        if self.value() == "all":
+            return queryset.filter(recipient=request.user)
+        return queryset
+
+
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
-    """Evidence (break-glass notices among them): viewable, never edited or deleted."""
+    """Evidence (break-glass notices among them): viewable, never edited or deleted. An
+    administrator marks their own notices read (the same service as /notifications/)."""
 
-    list_display = ("created_at", "kind", "recipient_id", "read_at")
-    list_filter = (recent_values_filter("kind", "kind"),)
-    fields = ("recipient_id", "kind", "details", "created_at", "read_at")
+    list_display = ("created_at", "kind", "text", "recipient_id", "unread", "read_at")
+    list_filter = (YoursFilter, recent_values_filter("kind", "kind"))
+    fields = ("recipient_id", "kind", "text", "details", "created_at", "read_at")
     readonly_fields = fields
     ordering = keyset_order = ("-created_at", "-id")  # index notification_recent
+    actions = ["mark_read"]
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        return lookup in ("kind", "kind__exact")  # not through the recipient's username or role
+        # Not through the recipient's username or role: their own notices are "mine".
+        return lookup in ("kind", "kind__exact", YoursFilter.parameter_name)
+
+    @admin.display(description="Notice")
+    def text(self, notification: Notification) -> str:
+        return notifications.TEXTS.get(notification.kind, notification.kind)
+
+    @admin.display(boolean=True, description="Unread")
+    def unread(self, notification: Notification) -> bool:
+        return notification.read_at is None
+
+    @admin.action(description="Mark read (those addressed to you)", permissions=["view"])
+    def mark_read(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        selected = list(queryset.values_list("pk", flat=True))
+        done = notifications.mark_read(request.user, selected)
+        self.message_user(request, f"Marked {done} of your notices read.")
+        if done < len(selected):
+            self.message_user(
+                request, f"{len(selected) - done} selected notice(s) were not yours or already read: left as they were."
+            )
 
 
 @admin.register(AccountChange)

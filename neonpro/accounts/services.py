@@ -46,6 +46,9 @@ ADMINISTRATOR_PERMISSIONS = (
     ("keys", "view_reencryptionjob"),
     ("keys", "view_subjectkey"),
     ("patients", "view_careteammembership"),
+    # Care teams: add a clinician, end a membership (patients/admin.py, through patients.services).
+    ("patients", "add_careteammembership"),
+    ("patients", "change_careteammembership"),
     ("patients", "view_emergencyaccessgrant"),
     ("django_celery_beat", "view_periodictask"),
     ("django_celery_beat", "change_periodictask"),

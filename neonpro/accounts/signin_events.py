@@ -60,9 +60,10 @@ def _locked_out(sender: Any, request: Any, username: str | None = None, **kwargs
 
 def install() -> None:
     """At app start: the receivers above are connected (by importing this module), and the
-    Django admin becomes one that only second-factor-verified sessions may use."""
+    Django admin becomes NeonPro's (neonpro.security.admin_site), which only
+    second-factor-verified sessions may use."""
     from django.contrib import admin
 
-    from neonpro.accounts.signin_views import OTPRequiredAdminSite
+    from neonpro.security.admin_site import NeonProAdminSite
 
-    admin.site.__class__ = OTPRequiredAdminSite
+    admin.site.__class__ = NeonProAdminSite
