@@ -135,7 +135,7 @@ def test_signing_out_deletes_the_session_and_a_replayed_cookie_is_not_authentica
     client = sign_in(user)
     stolen = cookie_of(client)
 
-    answer = post_form(client, "/accounts/logout/", page="/")
+    answer = post_form(client, "/accounts/logout/", page="/notifications/")
 
     assert answer.status_code == 302
     assert not UserSession.objects.filter(user=user).exists()
@@ -260,7 +260,7 @@ def test_a_privilege_change_made_in_the_users_own_session_rotates_it(user_factor
 def test_break_glass_gives_the_clinician_a_new_session_token(world: Any) -> None:
     client = sign_in(world.outsider)
     before = cookie_of(client)
-    token = form_token(client, "/")
+    token = form_token(client, "/notifications/")
 
     answer = client.post(
         f"/api/v1/patients/{world.bob.pk}/emergency-access/",

@@ -52,7 +52,7 @@ assert client.get("/api/v1/sessions/", secure=True).json()[0]["current"] is True
 row = UserSession.objects.get()
 assert cookie.encode() not in bytes(row.token_digest) + bytes(row.data)
 
-assert form_post(client, "/", "/accounts/logout/", {}).status_code == 302
+assert form_post(client, "/notifications/", "/accounts/logout/", {}).status_code == 302
 assert not UserSession.objects.exists()
 replay = Client(HTTP_HOST="localhost", HTTP_USER_AGENT="sqlite-check/1")
 replay.cookies["__Host-sessionid"] = cookie

@@ -237,7 +237,7 @@ def test_signing_out_is_audited(user_factory: Any) -> None:
     user = user_factory("patient", username="pat")
     client = browser_client()
     sign_in_password(client, "pat")
-    page = client.get("/", secure=True)
+    page = client.get("/notifications/", secure=True)
     token = page.content.decode().split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
 
     client.post("/accounts/logout/", {"csrfmiddlewaretoken": token}, secure=True, HTTP_REFERER="https://testserver/")

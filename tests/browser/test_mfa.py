@@ -36,7 +36,7 @@ def test_a_new_clinician_enrols_with_the_qr_code_and_signs_in(browser: Any, serv
     codes = browser.find_elements(By.CSS_SELECTOR, "#recovery-codes li")
     assert len(codes) == 10
     browser.find_element(By.ID, "continue").click()
-    assert "You are signed in as dr.new (Clinician)" in browser.find_element(By.TAG_NAME, "body").text
+    assert browser.find_element(By.CSS_SELECTOR, "header .who").text == "dr.new · Clinician"  # signed in
 
 
 def test_a_wrong_code_is_refused_with_a_message(browser: Any, served_app: Any) -> None:
