@@ -122,7 +122,7 @@ def _chart(request: HttpRequest, pk: uuid.UUID, *, ssn: str | None = None) -> Ht
             for r in records.items
         ],
         "medications": [r for r in records.items if r.medications],
-        "allergies": [r for r in records.items if getattr(r, "allergies", "")],  # the field is on its way
+        "allergies": [r for r in records.items if r.allergies],
         "older_url": next_link(reverse("patients:chart", args=[patient.pk]), request.GET, records),
         "appointments": [
             {"appointment": a, "provider": appointment_names.clinicians.get(a.provider_id, "")}

@@ -218,7 +218,7 @@ def test_a_search_outside_the_care_team_finds_nobody_and_offers_break_glass(worl
 
 
 def test_the_chart_shows_demographics_timeline_summaries_and_appointments(world: Any) -> None:
-    older = _record(world.alice, world.doctor, 40, diagnosis="Asthma", medications="Salbutamol")
+    older = _record(world.alice, world.doctor, 40, diagnosis="Asthma", medications="Salbutamol", allergies="Penicillin")
     newer = _record(
         world.alice,
         world.doctor,
@@ -244,7 +244,8 @@ def test_the_chart_shows_demographics_timeline_summaries_and_appointments(world:
     assert "<td>eosinophils</td><td>0.4</td><td>10^9/L</td>" in page and "<td>hba1c</td><td>7.9</td><td></td>" in page
     medications = page.split('id="medications-title"')[1].split("</section>")[0]
     assert "Cetirizine 10 mg" in medications and "Salbutamol" in medications
-    assert "None recorded." in page.split('id="allergies-title"')[1].split("</section>")[0]
+    allergies = page.split('id="allergies-title"')[1].split("</section>")[0]
+    assert "Penicillin" in allergies and "None recorded." not in allergies
     for record in (older, newer):
         assert f'href="/records/{record.pk}/"' in page and f'href="/records/{record.pk}/edit/"' in page
     assert f'href="/patients/{world.alice.pk}/records/new/"' in page
