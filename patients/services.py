@@ -18,7 +18,14 @@ from neonpro.security.access import get_visible, read_visible, save_changes
 from neonpro.security.context import SYSTEM, Identity, system_context
 from neonpro.security.pagination import Page, PageRequest, paginate
 from patients.agent_models import in_agent_set
-from patients.models import CareTeamMembership, Patient, active_care_team, active_care_team_members, active_grants
+from patients.models import (
+    CareTeamMembership,
+    EmergencyAccessGrant,
+    Patient,
+    active_care_team,
+    active_care_team_members,
+    active_grants,
+)
 
 logger = logging.getLogger(__name__)
 RESOURCE = "patients.patient"
@@ -77,6 +84,32 @@ def register_patient(
 def get_patient(identity: Identity, pk: uuid.UUID | str, *, action: str = "patient.read") -> Patient:
     """A patient the caller may read, audited; raises Patient.DoesNotExist otherwise."""
     return read_visible(Patient, pk, action=action, purpose_of=lambda p: access_purpose(identity, p.pk))
+
+
+def reveal_ssn(identity: Identity, patient_id: uuid.UUID | str) -> str:
+    """The full SSN of a patient ("" when none is on file), for a clinician on the care team
+    or under a break-glass grant; audited as its own read (``patient.reveal_ssn``, purpose
+    treatment or emergency, never the value). Everywhere else the SSN is masked.
+
+    Raises PermissionDenied for other roles, Patient.DoesNotExist (audited as denied) for a
+    patient the clinician may not see.
+    """
+    if identity.role != "clinician":
+        raise PermissionDenied("Only clinicians may see a full SSN.")
+    patient = read_visible(
+        Patient, patient_id, action="patient.reveal_ssn", purpose_of=lambda p: access_purpose(identity, p.pk)
+    )
+    return patient.ssn or ""
+
+
+def emergency_grant(identity: Identity, patient_id: uuid.UUID) -> EmergencyAccessGrant | None:
+    """The caller's active break-glass grant for a patient off their care team (what a page's
+    emergency banner shows: until when, and the grant to end), or None: not a clinician, on
+    the care team, or no grant. Only the grant's times are loaded, never its reason."""
+    if identity.role != "clinician" or _on_care_team(identity, patient_id):
+        return None
+    grants = active_grants(identity.user_id).filter(patient_id=patient_id)
+    return grants.only("id", "patient_id", "expires_at").order_by("-expires_at").first()
 
 
 PATIENT_ORDER = ("-created_at", "-id")

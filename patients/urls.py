@@ -13,5 +13,6 @@ urlpatterns = [
     path("patients/<uuid:pk>/", views.patient_chart, name="chart"),
     path("patients/<uuid:pk>/reveal-ssn/", views.reveal_ssn, name="reveal-ssn"),
     path("patients/<uuid:pk>/emergency-access/", views.break_glass, name="break-glass"),
+    path("patients/emergency-access/", views.break_glass_by_identifier, name="break-glass-identifier"),
     path("patients/emergency-access/<uuid:pk>/end/", views.break_glass_end, name="break-glass-end"),
 ]

@@ -239,6 +239,25 @@ def list_appointments(
     return result
 
 
+def next_appointments(identity: Identity, patient_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Appointment]:
+    """The soonest upcoming appointment (requested or confirmed, not yet begun) of each of
+    ``patient_ids`` the caller may see, by patient id: one query (``DISTINCT ON`` the
+    patient), audited as one ``appointment.list`` event naming the appointments found."""
+    wanted = sorted(set(patient_ids))
+    if not wanted:
+        return {}
+    upcoming = Appointment.objects.filter(
+        patient_id__in=wanted, status__in=CANCELLABLE, scheduled_at__gte=timezone.now()
+    ).order_by("patient_id", "scheduled_at", "id")
+    found = {row.patient_id: row for row in upcoming.distinct("patient_id")}
+    record_event(
+        "appointment.list",
+        resource_type=APPOINTMENT,
+        details={"next_for": len(wanted), "count": len(found), "ids": [row.pk for row in found.values()]},
+    )
+    return found
+
+
 def get_appointment(identity: Identity, pk: uuid.UUID | str) -> Appointment:
     return read_visible(
         Appointment, pk, action="appointment.read", purpose_of=lambda a: access_purpose(identity, a.patient_id)
