@@ -127,15 +127,11 @@ class CareTeamMembershipAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
     def end_memberships(self, request: HttpRequest, queryset: QuerySet[CareTeamMembership]) -> None:
         today = timezone.localdate()
         for membership in queryset:
-            if membership.ends_on is not None and membership.ends_on < today:
-                # Ending it today would extend it.
-                self.message_user(
-                    request, f"Care-team membership {membership.pk} ended on {membership.ends_on} already."
-                )
-                continue
             try:
                 with system_context("careteam end (admin site)") as identity:
                     services.end_care_team_membership(identity, membership.pk, on=today)
+            except ValidationError as exc:  # ended before today already: ending it now would extend it
+                self.message_user(request, f"Care-team membership {membership.pk}: {' '.join(exc.messages)}")
             except IntegrityError as exc:
                 self.message_user(request, f"Care-team membership {membership.pk}: {_refusal(exc)}", messages.ERROR)
             else:

@@ -287,11 +287,18 @@ def add_to_care_team(
 def end_care_team_membership(
     identity: Identity, membership_id: uuid.UUID | str, *, on: dt.date | None = None
 ) -> CareTeamMembership:
-    """End a clinician's membership (the row stays, as history). Administrators and the system."""
+    """End a clinician's membership (the row stays, as history). Administrators and the system.
+
+    Raises ValidationError for a membership that has ended before ``on`` (ending it "again"
+    would reopen it), CareTeamMembership.DoesNotExist for an unknown id."""
     if identity.role not in ("admin", "system"):
         raise PermissionDenied("Only administrators manage care teams.")
     membership: CareTeamMembership = get_visible(CareTeamMembership, membership_id, action="careteam.end")
-    membership.ends_on = on or timezone.localdate()
+    ends_on = on or timezone.localdate()
+    if membership.ends_on is not None and membership.ends_on < ends_on:
+        # Ending it again later would reopen it until then.
+        raise ValidationError({"ends_on": f"This membership ended on {membership.ends_on} already."})
+    membership.ends_on = ends_on
     membership.full_clean(validate_constraints=False)
     with transaction.atomic():
         membership.save(update_fields=["ends_on"])

@@ -70,8 +70,14 @@ def _check(answer: Any, url: str) -> None:
 
 @pytest.fixture
 def pages(world: Any) -> dict[str, Any]:
+    from neonpro.security.context import system_context
     from records.models import Appointment, MedicalRecord
 
+    with system_context("test rows"):
+        return _pages(world, Appointment, MedicalRecord)
+
+
+def _pages(world: Any, Appointment: Any, MedicalRecord: Any) -> dict[str, Any]:  # noqa: N803
     record = MedicalRecord.objects.create(patient=world.alice, provider=world.doctor, diagnosis="Check-up")
     visit = Appointment.objects.create(
         patient=world.alice,
@@ -111,3 +117,15 @@ def test_every_page_of_every_role_sends_the_headers_and_needs_no_inline_code(wor
     for role, urls in pages.items():
         for url in urls:
             _check(clients[role].get(url, secure=True), url)
+
+
+def test_the_admin_pages_send_the_same_headers(world: Any) -> None:
+    from neonpro.accounts.services import ensure_administrators_group
+
+    world.admin.groups.add(ensure_administrators_group())
+    client = sign_in_as(Client(), world.admin)
+    for url in ("/admin/", "/admin/security/dashboard/", "/admin/audit/auditevent/"):
+        answer = client.get(url, secure=True)
+        assert answer.status_code == 200, url
+        assert "unsafe-inline" not in answer["Content-Security-Policy"] and answer["Cache-Control"] == "no-store"
+        assert answer["X-Frame-Options"] == "DENY"

@@ -108,7 +108,7 @@ def test_ending_memberships_goes_through_the_service(world: Any) -> None:
     assert response.status_code == 302
     said = {str(m) for m in get_messages(response.wsgi_request)}
     assert f"Care-team membership {current.pk} ends today ({today})." in said
-    assert f"Care-team membership {ended.pk} ended on 2020-06-01 already." in said
+    assert f"Care-team membership {ended.pk}: This membership ended on 2020-06-01 already." in said
     assert f"Care-team membership {future.pk}: A membership cannot end before it starts." in said
     [current], [ended], [future] = (_memberships(pk=m.pk) for m in (current, ended, future))
     assert (current.ends_on, ended.ends_on, future.ends_on) == (today, dt.date(2020, 6, 1), None)

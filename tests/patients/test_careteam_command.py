@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -36,3 +37,24 @@ def test_clear_errors(world) -> None:  # type: ignore[no-untyped-def]
         call_command("careteam", "add", "--patient", str(world.bob.pk), "--clinician", world.alice_user.username)
     with pytest.raises(CommandError):
         call_command("careteam", "add", "--patient", str(world.bob.pk), "--clinician", "nobody-here")
+
+
+def test_ending_a_membership_that_has_ended_is_refused_not_reopened(
+    care_team: Any, patient_factory: Any, user_factory: Any
+) -> None:
+    import datetime as dt
+
+    from django.core.exceptions import ValidationError
+
+    from neonpro.security.context import system_context
+    from patients.services import end_care_team_membership
+
+    membership = care_team(
+        patient_factory(), user_factory("clinician"), starts_on=dt.date(2020, 1, 1), ends_on=dt.date(2020, 6, 1)
+    )
+    with system_context("test") as identity, pytest.raises(ValidationError) as refused:
+        end_care_team_membership(identity, membership.pk, on=dt.date(2021, 1, 1))
+    assert refused.value.message_dict == {"ends_on": ["This membership ended on 2020-06-01 already."]}
+    with system_context("test"):
+        membership.refresh_from_db()
+    assert membership.ends_on == dt.date(2020, 6, 1)
