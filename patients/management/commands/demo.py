@@ -25,7 +25,9 @@ def sign_in_banner(host: str, port: int, credentials: list[Credential], tls_dir:
     url = public_url(host, port)
     lines = [
         f"  Sign in       {url}accounts/login/",
-        f"  Django admin  {url}admin/   (user admin)",
+        f"  Clinicians    {url}patients/   (dr.house, dr.grey)",
+        f"  Patients      {url}portal/   (the demo patient)",
+        f"  Django admin  {url}admin/   (user admin; security dashboard: {url}admin/security/dashboard/)",
         f"  JSON API      {url}api/v1/   (README: quick start with curl)",
         f"  Certificate   {tls_dir}/dev-cert.pem (self-signed: your browser will warn once)",
     ]
