@@ -144,6 +144,8 @@ ROOT_URLCONF = "neonpro.urls"
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "neonpro.asgi.application"
 AUTH_USER_MODEL = "accounts.User"
+# Flash messages live in the (encrypted, server-side) session, never in a cookie of their own.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -19,12 +19,14 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from neonpro.accounts.people import display_name
+from neonpro.accounts.reauth import reauth_url, reauthenticated_recently
 from neonpro.security.access import get_visible
 from neonpro.security.filters import DateRange
 from neonpro.security.pagination import PageRequest
@@ -196,5 +198,7 @@ def export(request: HttpRequest, patient_id: uuid.UUID) -> HttpResponse:
     site can make a browser fetch it with a link or an image)."""
     if request.method != "POST":
         return render(request, "portal/export.html")
+    if not reauthenticated_recently(request):  # the whole record, full SSN included: who is asking?
+        return HttpResponseRedirect(reauth_url(reverse("portal:export")))
     bundle = services.export_patient(page_identity(request), patient_id)
     return JsonResponse(bundle, json_dumps_params={"indent": 2}, headers={"Content-Disposition": export_disposition()})

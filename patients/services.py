@@ -87,18 +87,30 @@ def get_patient(identity: Identity, pk: uuid.UUID | str, *, action: str = "patie
 
 
 def reveal_ssn(identity: Identity, patient_id: uuid.UUID | str) -> str:
-    """The full SSN of a patient ("" when none is on file), for a clinician on the care team
-    or under a break-glass grant; audited as its own read (``patient.reveal_ssn``, purpose
-    treatment or emergency, never the value). Everywhere else the SSN is masked.
+    """The full SSN of a patient ("" when none is on file), for a clinician on the care team;
+    audited as its own read (``patient.reveal_ssn``, purpose treatment, never the value).
+    Everywhere else the SSN is masked.
 
-    Raises PermissionDenied for other roles, Patient.DoesNotExist (audited as denied) for a
-    patient the clinician may not see.
+    Raises PermissionDenied for other roles and under break-glass (minimum necessary: an
+    emergency identifies the patient by name, date of birth and MRN; the refusal is audited,
+    purpose emergency), Patient.DoesNotExist (audited as denied) for a patient the clinician
+    may not see.
     """
     if identity.role != "clinician":
         raise PermissionDenied("Only clinicians may see a full SSN.")
-    patient = read_visible(
-        Patient, patient_id, action="patient.reveal_ssn", purpose_of=lambda p: access_purpose(identity, p.pk)
+    patient = get_visible(Patient, patient_id, action="patient.reveal_ssn")
+    purpose = access_purpose(identity, patient.pk)
+    outcome = "success" if purpose == "treatment" else "denied"
+    record_event(
+        "patient.reveal_ssn",
+        outcome=outcome,
+        resource_type=RESOURCE,
+        resource_id=patient.pk,
+        patient_id=patient.pk,
+        purpose=purpose,
     )
+    if outcome == "denied":
+        raise PermissionDenied("Emergency access shows the SSN masked: only the care team reveals it.")
     return patient.ssn or ""
 
 

@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -37,7 +37,13 @@ from patients import services
 from patients.forms import EmergencyAccessByIdentifierForm, EmergencyAccessForm, SearchForm
 from patients.models import Patient
 from patients.serializers import mask_ssn
-from records.services import list_appointments, list_records, names_for, next_appointments
+from records.services import (
+    list_appointments,
+    list_records,
+    medication_and_allergy_history,
+    names_for,
+    next_appointments,
+)
 
 BAD_PAGE = "That page link is no longer valid; here is the first page again."
 GRANTED = "Emergency access granted: read-only, time-limited, and reviewed by the privacy office."
@@ -97,6 +103,9 @@ def reveal_ssn(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         ssn = services.reveal_ssn(page_identity(request), pk)
     except Patient.DoesNotExist:
         return _chart_not_found(request, pk)
+    except PermissionDenied as refused:  # under break-glass (audited by the service)
+        messages.error(request, str(refused))
+        return redirect("patients:chart", pk=pk)
     return _chart(request, pk, ssn=ssn)
 
 
@@ -106,6 +115,7 @@ def _chart(request: HttpRequest, pk: uuid.UUID, *, ssn: str | None = None) -> Ht
         patient = services.get_patient(identity, pk)  # audited: patient.read, treatment or emergency
         records = list_records(identity, patient.pk, page=page_request(request.GET))
         appointments = list_appointments(identity, patient_id=patient.pk, dates=DateRange(start=timezone.localdate()))
+        history = medication_and_allergy_history(identity, patient.pk)  # all records, not this page
     except Patient.DoesNotExist:
         return _chart_not_found(request, pk)
     except ValidationError:  # a timeline cursor not ours
@@ -121,8 +131,8 @@ def _chart(request: HttpRequest, pk: uuid.UUID, *, ssn: str | None = None) -> Ht
             {"record": r, "provider": record_names.clinicians.get(r.provider_id, ""), "labs": lab_rows(r.lab_results)}
             for r in records.items
         ],
-        "medications": [r for r in records.items if r.medications],
-        "allergies": [r for r in records.items if r.allergies],
+        "medications": [r for r in history if r.medications],
+        "allergies": [r for r in history if r.allergies],
         "older_url": next_link(reverse("patients:chart", args=[patient.pk]), request.GET, records),
         "appointments": [
             {"appointment": a, "provider": appointment_names.clinicians.get(a.provider_id, "")}

@@ -101,6 +101,33 @@ def list_records(
     return result
 
 
+SUMMARY_LIMIT = 500
+
+
+def medication_and_allergy_history(identity: Identity, patient_id: uuid.UUID | str) -> list[MedicalRecord]:
+    """Every record of a visible patient that names medications or allergies, newest first
+    (at most SUMMARY_LIMIT), for the chart's "as recorded" lists: all of the timeline, not
+    the page on screen. Only those fields are decrypted; audited (``record.summary``).
+
+    Raises Patient.DoesNotExist (not visible).
+    """
+    patient_pk = reachable_patient_id(identity, patient_id, action="record.summary", agent_scope="records:read")
+    rows = MedicalRecord.objects.filter(patient_id=patient_pk).order_by(*RECORD_ORDER)
+    found = [
+        r
+        for r in rows.only("id", "patient_id", "row_version", "record_date", "medications", "allergies")[:SUMMARY_LIMIT]
+        if r.medications or r.allergies
+    ]
+    record_event(
+        "record.summary",
+        resource_type=RECORD,
+        patient_id=patient_pk,
+        purpose=access_purpose(identity, patient_pk),
+        details={"count": len(found), "fields": ["medications", "allergies"]},
+    )
+    return found
+
+
 def get_record(identity: Identity, pk: uuid.UUID | str) -> MedicalRecord:
     """Raises MedicalRecord.DoesNotExist (not visible) and RowIntegrityError (tampered row,
     or a row older than its history)."""
@@ -343,7 +370,7 @@ class AppointmentStateError(Exception):
 def _may_change_appointment(identity: Identity, appointment: Appointment, *, action: str, done: str) -> None:
     """Its patient, a clinician on the patient's care team (not through break-glass: that is
     read-only), or the system; PermissionDenied otherwise. Only requested and confirmed
-    appointments change (AppointmentStateError, audited as denied)."""
+    appointments that have not begun change (AppointmentStateError, audited as denied)."""
     if identity.role == "clinician":
         _require_care_team(identity, appointment.patient_id)
     elif identity.role not in ("patient", "system"):
@@ -359,6 +386,16 @@ def _may_change_appointment(identity: Identity, appointment: Appointment, *, act
         )
         status = appointment.get_status_display().lower()
         raise AppointmentStateError(f"A {status} appointment can no longer be {done}.")
+    if appointment.scheduled_at <= timezone.now():
+        record_event(
+            action,
+            outcome="denied",
+            resource_type=APPOINTMENT,
+            resource_id=appointment.pk,
+            patient_id=appointment.patient_id,
+            details={"refused": "past"},
+        )
+        raise AppointmentStateError(f"This appointment has begun or is over: it can no longer be {done}.")
 
 
 def cancel_appointment(identity: Identity, appointment_id: uuid.UUID | str) -> Appointment:

@@ -30,7 +30,7 @@ from neonpro.audit.services import SYSTEM_ACTOR_ID
 from neonpro.security.access import get_visible
 from neonpro.security.filters import DateRange, date_range
 from neonpro.security.pagination import next_link, page_request
-from neonpro.security.web import not_found_as_404, page_identity, role_required, show_service_errors
+from neonpro.security.web import audit_refusal, not_found_as_404, page_identity, role_required, show_service_errors
 from patients.services import access_purpose, get_patient
 from records import services
 from records.forms import (
@@ -88,7 +88,10 @@ def _attempt(form: forms.BaseForm, action: Callable[[], T]) -> tuple[T | None, i
         return None, 200
     except REFUSED as refused:
         form.add_error(None, _refusal(refused))
-        return None, 403 if isinstance(refused, PermissionDenied) else 409
+        if isinstance(refused, PermissionDenied):
+            audit_refusal()
+            return None, 403
+        return None, 409
 
 
 def _act(request: HttpRequest, action: Callable[[], Appointment], done: str) -> None:
@@ -96,6 +99,8 @@ def _act(request: HttpRequest, action: Callable[[], Appointment], done: str) -> 
     try:
         appointment = action()
     except (ValidationError, *REFUSED) as refused:
+        if isinstance(refused, PermissionDenied):
+            audit_refusal(request)
         messages.error(request, _refusal(refused))
     else:
         messages.success(request, done.format(when=_when(appointment.scheduled_at)))

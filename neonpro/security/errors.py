@@ -45,6 +45,10 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if is_api(request):
         return _json("permission_denied", "You do not have permission to perform this action.", 403)
+    if getattr(request, "user", None) is not None and request.user.is_authenticated:
+        from neonpro.security.web import audit_refusal
+
+        audit_refusal(request, refused="role")  # as the API's api.denied: the 403 page says it is recorded
     return defaults.permission_denied(request, exception)  # type: ignore[arg-type]
 
 

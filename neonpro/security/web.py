@@ -66,6 +66,23 @@ def not_found_as_404(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
     return wrapped
 
 
+def audit_refusal(request: HttpRequest | None = None, *, refused: str = "permission") -> None:
+    """A ``page.denied`` audit event for a page a role may not open, or a change a service
+    refused (read-only emergency access, not on the care team): as the API's ``api.denied``,
+    the view and method, never a value."""
+    from neonpro.audit.services import record_event
+
+    details: dict[str, Any] = {"refused": refused}
+    resource_id = None
+    match = getattr(request, "resolver_match", None)
+    if request is not None:
+        details["method"] = request.method
+        if match is not None:
+            details["view"] = match.view_name
+            resource_id = match.kwargs.get("pk")
+    record_event("page.denied", outcome="denied", resource_id=resource_id, details=details)
+
+
 def show_service_errors(form: forms.BaseForm, error: ValidationError) -> None:
     """Attach a service's ValidationError to the form: by field where it names one the form
     has, the rest as errors of the whole form."""

@@ -23,6 +23,9 @@ def _warning_open(browser: Any) -> bool:
 def test_an_idle_session_is_warned_kept_on_request_then_signed_out(browser: Any, idle_app: Any) -> None:
     sign_in(browser, idle_app, "dr.house")
     browser.get(f"{idle_app.url}/accounts/sessions/")
+    assert browser.current_url == f"{idle_app.url}/accounts/sessions/", browser.find_element(By.TAG_NAME, "body").text[
+        :600
+    ]
     wait_for(browser, "#idle-warning")
     opened = time.monotonic()
     assert not _warning_open(browser)

@@ -174,3 +174,61 @@ def test_service_errors_land_next_to_their_fields() -> None:
     plain.is_valid()
     show_service_errors(plain, ValidationError("Nothing to change."))
     assert plain.non_field_errors() == ["Nothing to change."]
+
+
+def test_a_page_the_role_may_not_open_is_refused_and_audited(world: Any) -> None:
+    from neonpro.audit.models import AuditEvent
+
+    answer = _signed_in(world.alice_user).get(f"/patients/{world.alice.pk}/", secure=True)
+
+    assert answer.status_code == 403 and b"The attempt has been recorded" in answer.content
+    event = AuditEvent.objects.filter(action="page.denied").latest("id")
+    assert event.outcome == "denied" and event.actor_id == world.alice_user.pk and event.resource_id == world.alice.pk
+    assert event.details == {"refused": "role", "method": "GET", "view": "patients:chart"}
+    assert Client().get("/patients/", secure=True).status_code == 302  # signed out: the sign-in page, no event
+
+
+def test_a_write_refused_under_emergency_access_is_audited(world: Any) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from neonpro.audit.models import AuditEvent
+    from neonpro.security.context import system_context
+    from patients.models import EmergencyAccessGrant
+
+    with system_context("test grant"):
+        EmergencyAccessGrant.objects.create(
+            clinician=world.outsider,
+            patient=world.alice,
+            reason="Unconscious, care team unreachable at night",
+            expires_at=timezone.now() + dt.timedelta(hours=1),
+        )
+    client = _signed_in(world.outsider)
+    page = client.post(
+        f"/patients/{world.alice.pk}/appointments/new/",
+        {"scheduled_at": "2031-05-05T10:00", "duration_minutes": "30", "reason": ""},
+        secure=True,
+    )
+    assert page.status_code == 403  # read-only: the service refused, nothing was booked
+    (denied,) = AuditEvent.objects.filter(action="page.denied", actor_id=world.outsider.pk)
+    assert denied.outcome == "denied" and denied.details == {"refused": "permission"}
+
+
+def test_the_chart_lists_every_recorded_allergy_not_only_this_pages(world: Any) -> None:
+    import datetime as dt
+
+    from neonpro.audit.models import AuditEvent
+    from neonpro.security.context import system_context
+    from records.models import MedicalRecord
+
+    with system_context("test records"):
+        MedicalRecord.objects.create(
+            patient=world.alice, provider=world.doctor, record_date=dt.date(2020, 1, 1), allergies="Penicillin (rash)"
+        )
+        MedicalRecord.objects.create(patient=world.alice, provider=world.doctor, diagnosis="Sprain", medications="")
+    page = _signed_in(world.doctor).get(f"/patients/{world.alice.pk}/?page_size=1", secure=True).content.decode()
+
+    assert "Sprain" in page and "Penicillin (rash)" in page  # the older record is on the next page only
+    summary = AuditEvent.objects.filter(action="record.summary", patient_id=world.alice.pk).latest("id")
+    assert summary.purpose == "treatment" and summary.details == {"count": 1, "fields": ["allergies", "medications"]}

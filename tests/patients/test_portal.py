@@ -498,3 +498,13 @@ def test_the_export_downloads_the_patients_own_bundle(people: Any) -> None:
     assert people.bob.mrn not in body and "Bob" not in body
     [event] = audit_events(action="patient.export")
     assert (event.outcome, event.patient_id, event.actor_id) == ("success", people.alice.pk, people.alice_user.pk)
+
+
+def test_the_download_asks_who_is_there_after_the_reauthentication_window(people: Any) -> None:
+    client = Client()
+    sign_in_as(client, people.alice_user, reauthenticated=False)
+
+    answer = post(client, "portal:export")
+
+    assert answer.status_code == 302 and answer["Location"] == "/accounts/reauth/?next=%2Fportal%2Fexport%2F"
+    assert "Content-Disposition" not in answer and audit_events(action="patient.export") == []

@@ -383,14 +383,19 @@ def test_break_glass_needs_a_reauthentication_then_grants_and_shows_the_banner(w
     assert _events("patient.read", resource_id=world.bob.pk)[-1].purpose == "emergency"
 
 
-def test_under_a_grant_reveal_is_audited_as_emergency(world: Any) -> None:
+def test_under_a_grant_the_ssn_stays_masked_and_the_attempt_is_audited(world: Any) -> None:
     _grant(world.outsider, world.bob)
     client = _client(world.outsider)
+    chart = _text(_get(client, f"/patients/{world.bob.pk}/"))
+    assert 'id="reveal-ssn"' not in chart and "***-**-" in chart  # no button in emergency mode
 
-    page = _text(_post(client, f"/patients/{world.bob.pk}/reveal-ssn/"))
-
-    assert world.bob.ssn in page and 'class="banner emergency"' in page
-    assert _events("patient.reveal_ssn")[-1].purpose == "emergency"
+    answer = _post(client, f"/patients/{world.bob.pk}/reveal-ssn/")
+    assert answer.status_code == 302 and answer["Location"] == f"/patients/{world.bob.pk}/"
+    page = _text(client.get(answer["Location"], secure=True))
+    assert world.bob.ssn not in page and "only the care team reveals it" in page
+    assert 'class="banner emergency"' in page
+    (event,) = _events("patient.reveal_ssn")
+    assert (event.outcome, event.purpose, event.details) == ("denied", "emergency", {})
     assert _events("record.list", patient_id=world.bob.pk)[-1].purpose == "emergency"
 
 

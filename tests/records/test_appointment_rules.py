@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
@@ -78,3 +79,21 @@ def test_a_patient_requests_a_time_to_come_not_a_past_one(world: Any) -> None:
     future = {"provider": world.doctor.pk, "scheduled_at": timezone.now() + dt.timedelta(days=1)}
     with as_identity(world.alice_user):
         assert services.create_appointment(identity, world.alice.pk, future).status == "requested"
+
+
+@pytest.mark.parametrize("change", ["cancel", "reschedule"])
+def test_an_appointment_that_has_begun_is_not_cancelled_or_moved(world: Any, change: str) -> None:
+    booking = _booking(world, Appointment.Status.CONFIRMED)
+    with time_machine.travel(booking.scheduled_at + dt.timedelta(minutes=5), tick=False), as_identity(world.doctor):
+        identity = _identity(world.doctor)
+        with pytest.raises(services.AppointmentStateError, match="has begun or is over"):
+            if change == "cancel":
+                services.cancel_appointment(identity, booking.pk)
+            else:
+                services.reschedule_appointment(
+                    identity, booking.pk, scheduled_at=timezone.now() + dt.timedelta(days=1)
+                )
+        booking.refresh_from_db()
+    assert booking.status == Appointment.Status.CONFIRMED
+    denied = AuditEvent.objects.get(action=f"appointment.{change}", outcome="denied", resource_id=booking.pk)
+    assert denied.details == {"refused": "past"}
