@@ -94,11 +94,12 @@ def totp_code(secret: str, *, account: str = "") -> str:
     from django_otp.oath import totp
 
     key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    device = f"{account}:{secret}"  # one authenticator: the same account on another served app is another
     now = int(time.time()) // 30
-    step = max(now, _LAST_STEP.get(account, -1) + 1)
+    step = max(now, _LAST_STEP.get(device, -1) + 1)
     if step > now + 1:
         time.sleep((step - 1) * 30 - time.time() + 0.05)  # the clock itself is what is awaited
-    _LAST_STEP[account] = step
+    _LAST_STEP[device] = step
     return f"{totp(key, step=30, digits=6, drift=step - int(time.time()) // 30):06d}"
 
 
