@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from keys.exceptions import RowIntegrityError
@@ -276,7 +276,11 @@ def next_appointments(identity: Identity, patient_ids: Iterable[uuid.UUID]) -> d
     upcoming = Appointment.objects.filter(
         patient_id__in=wanted, status__in=CANCELLABLE, scheduled_at__gte=timezone.now()
     ).order_by("patient_id", "scheduled_at", "id")
-    found = {row.patient_id: row for row in upcoming.distinct("patient_id")}
+    if connection.features.can_distinct_on_fields:
+        upcoming = upcoming.distinct("patient_id")  # PostgreSQL: one row a patient
+    found: dict[uuid.UUID, Appointment] = {}
+    for row in upcoming:  # SQLite (the embedded mode): the first, soonest, of each patient
+        found.setdefault(row.patient_id, row)
     record_event(
         "appointment.list",
         resource_type=APPOINTMENT,
