@@ -143,6 +143,19 @@ def list_patients(identity: Identity, *, page: PageRequest | None = None) -> Pag
         queryset = Patient.objects.all()
     result = paginate(queryset, order=PATIENT_ORDER, page=page or PageRequest(), scope="patients", identity=identity)
     record_event("patient.list", resource_type=RESOURCE, details=result.audit_details())
+    if identity.role == "clinician":
+        # A patient listed through a break-glass grant is an emergency read of that patient:
+        # one event each, with its purpose, for the privacy officer reviewing the grant.
+        granted = set(active_grants(identity.user_id).values_list("patient_id", flat=True))
+        for patient in result.items:
+            if patient.pk in granted and access_purpose(identity, patient.pk) == "emergency":
+                record_event(
+                    "patient.list",
+                    resource_type=RESOURCE,
+                    resource_id=patient.pk,
+                    patient_id=patient.pk,
+                    purpose="emergency",
+                )
     return result
 
 

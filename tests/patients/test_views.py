@@ -494,3 +494,14 @@ def test_lab_rows() -> None:
     rows = lab_rows({"fev1": 71, "na": {"value": 140, "unit": "mmol/L"}})
     assert rows == [("fev1", "71", ""), ("na", "140", "mmol/L")]
     assert lab_rows(["free text"]) == [("", "['free text']", "")]
+
+
+def test_a_patient_listed_through_a_grant_is_audited_as_an_emergency_read(world: Any) -> None:
+    _grant(world.outsider, world.bob)
+    page = _text(_get(_client(world.outsider), "/patients/"))
+
+    assert "Bob Canary" in page
+    (event,) = [e for e in _events("patient.list") if e.patient_id == world.bob.pk]
+    assert (event.purpose, event.resource_id) == ("emergency", world.bob.pk)
+    _get(_client(world.doctor), "/patients/")  # on the care team: no emergency event
+    assert not [e for e in _events("patient.list") if e.patient_id == world.alice.pk]
