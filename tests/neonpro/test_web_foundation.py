@@ -232,3 +232,15 @@ def test_the_chart_lists_every_recorded_allergy_not_only_this_pages(world: Any) 
     assert "Sprain" in page and "Penicillin (rash)" in page  # the older record is on the next page only
     summary = AuditEvent.objects.filter(action="record.summary", patient_id=world.alice.pk).latest("id")
     assert summary.purpose == "treatment" and summary.details == {"count": 1, "fields": ["allergies", "medications"]}
+
+
+def test_a_refusal_before_any_view_was_resolved_is_audited_too(world: Any) -> None:
+    from neonpro.audit.models import AuditEvent
+    from neonpro.security.context import acting_as, identity_for_user
+    from neonpro.security.web import audit_refusal
+
+    request = RequestFactory().post("/anywhere/")  # a middleware's refusal: no resolver match yet
+    with acting_as(identity_for_user(world.doctor)):
+        audit_refusal(request)
+    event = AuditEvent.objects.filter(action="page.denied").latest("id")
+    assert event.details == {"refused": "permission", "method": "POST"} and event.resource_id is None
