@@ -380,26 +380,25 @@ def _may_change_appointment(identity: Identity, appointment: Appointment, *, act
     elif identity.role not in ("patient", "system"):
         raise PermissionDenied("Only the patient and their care team change appointments.")
     if appointment.status not in CANCELLABLE:
-        record_event(
-            action,
-            outcome="denied",
-            resource_type=APPOINTMENT,
-            resource_id=appointment.pk,
-            patient_id=appointment.patient_id,
-            details={"refused": "status", "status": appointment.status},
-        )
         status = appointment.get_status_display().lower()
-        raise AppointmentStateError(f"A {status} appointment can no longer be {done}.")
+        _refuse(appointment, action, f"A {status} appointment can no longer be {done}.", status=appointment.status)
     if appointment.scheduled_at <= timezone.now():
-        record_event(
-            action,
-            outcome="denied",
-            resource_type=APPOINTMENT,
-            resource_id=appointment.pk,
-            patient_id=appointment.patient_id,
-            details={"refused": "past"},
-        )
-        raise AppointmentStateError(f"This appointment has begun or is over: it can no longer be {done}.")
+        _refuse(appointment, action, f"This appointment has begun or is over: it can no longer be {done}.")
+
+
+def _refuse(appointment: Appointment, action: str, message: str, *, status: str | None = None) -> None:
+    """Audit ``action`` as denied for the appointment's state (its status, or its time has
+    come: ``past``) and raise AppointmentStateError with ``message``."""
+    details = {"refused": "status", "status": status} if status is not None else {"refused": "past"}
+    record_event(
+        action,
+        outcome="denied",
+        resource_type=APPOINTMENT,
+        resource_id=appointment.pk,
+        patient_id=appointment.patient_id,
+        details=details,
+    )
+    raise AppointmentStateError(message)
 
 
 def cancel_appointment(identity: Identity, appointment_id: uuid.UUID | str) -> Appointment:
@@ -427,16 +426,9 @@ def confirm_appointment(identity: Identity, appointment_id: uuid.UUID | str) -> 
     if identity.role == "clinician":
         _require_care_team(identity, appointment.patient_id)
     if appointment.status != Appointment.Status.REQUESTED:
-        record_event(
-            "appointment.confirm",
-            outcome="denied",
-            resource_type=APPOINTMENT,
-            resource_id=appointment.pk,
-            patient_id=appointment.patient_id,
-            details={"refused": "status", "status": appointment.status},
-        )
         status = appointment.get_status_display().lower()
-        raise AppointmentStateError(f"Only a requested appointment can be confirmed; this one is {status}.")
+        message = f"Only a requested appointment can be confirmed; this one is {status}."
+        _refuse(appointment, "appointment.confirm", message, status=appointment.status)
     changes = {"status": Appointment.Status.CONFIRMED}
     return save_changes(appointment, changes, allowed=("status",), action="appointment.confirm")
 

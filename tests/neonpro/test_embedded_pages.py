@@ -3,14 +3,11 @@ no row-level security, the ORM's scoping alone) for each demo role — in a proc
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import TEST_MASTER_KEY
+from tests.subprocess_django import manage, sqlite_env
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 SCRIPT = r"""
 from django.test import Client
 from neonpro.accounts.models import User
@@ -45,31 +42,8 @@ print("embedded pages: ok")
 """
 
 
-def _manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(BASE_DIR / "manage.py"), *args],
-        env=env,
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
 def test_every_page_opens_on_the_embedded_sqlite_default(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEONPRO_", "DJANGO_", "DATABASE_URL"))}
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        NEONPRO_DATA_DIR=str(tmp_path),
-        NEONPRO_MASTER_KEY=TEST_MASTER_KEY,
-        DJANGO_DEBUG="False",
-    )
-    _manage(env, "migrate", "--noinput", "-v", "0")
-    _manage(env, "keys", "init")
-    _manage(env, "collectstatic", "--noinput", "-v", "0")
-    _manage(env, "demo", "seed")
+    env = sqlite_env(tmp_path, TEST_MASTER_KEY)
+    manage(env, "demo", "seed")
 
-    assert "embedded pages: ok" in _manage(env, "shell", "-c", SCRIPT)
+    assert "embedded pages: ok" in manage(env, "shell", "-c", SCRIPT)
