@@ -393,27 +393,7 @@ def served_app(
 ) -> Iterator[Any]:
     """The real ``manage.py serve`` (TLS 1.3) on a clone of the migrated test database, as the
     application role, with the demo accounts seeded by ``demo seed`` (``.credentials``)."""
-    from django.db import connections
+    from tests.served import own_served_app
 
-    from tests.served import clone_database, drop_database, start_served_app, stop
-
-    db = settings.DATABASES["default"]
-    template = connections["default"].settings_dict["NAME"]
-    name = f"{template}_served"
-    with django_db_blocker.unblock():
-        connections.close_all()
-        clone_database(superuser_dsn(), template=template, name=name, owner=OWNER_ROLE)
-    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
-    app = start_served_app(
-        data_dir=tmp_path_factory.mktemp("served"),
-        database_url=f"postgres://{APP_ROLE}@{host}:{port}/{name}",
-        database=name,
-        redis_url=settings.REDIS_URL,
-        master_key=TEST_MASTER_KEY,
-        extra_env={},
-    )
-    try:
+    with own_served_app("served", django_db_blocker, tmp_path_factory) as app:
         yield app
-    finally:
-        stop(app)
-        drop_database(superuser_dsn(), name)
