@@ -60,7 +60,8 @@ def test_verify_fails_with_a_wrong_master_key(patient_factory, request) -> None:
 def test_verify_fails_when_a_wrapped_key_was_altered() -> None:
     _run("init")
     key = DataKey.objects.get(purpose="file")
-    DataKey.objects.filter(pk=key.pk).update(wrapped_key=bytes(key.wrapped_key)[:-1] + b"\x00")
+    altered = bytes(key.wrapped_key)[:-1] + bytes([key.wrapped_key[-1] ^ 1])  # always a change (not "+ 0x00")
+    DataKey.objects.filter(pk=key.pk).update(wrapped_key=altered)
     out, err = StringIO(), StringIO()
     with pytest.raises(CommandError):
         call_command("keys", "verify", stdout=out, stderr=err)
