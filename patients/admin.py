@@ -10,12 +10,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from neonpro.accounts.models import User
+from neonpro.accounts.reauth import reauth_required_action, reauth_url, reauthenticated_recently
 from neonpro.security.admin_mixins import ReadOnlyAdminMixin
 from neonpro.security.admin_pages import KeysetModelAdmin
 from neonpro.security.context import system_context
@@ -86,6 +87,10 @@ class CareTeamMembershipAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
     ) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
+        if not reauthenticated_recently(request):
+            # Lasting access to a patient's record: who is granting it? (as key actions do)
+            self.message_user(request, "Confirm who you are (password and code) to change a care team.")
+            return HttpResponseRedirect(reauth_url(request.get_full_path()))
         form = AddToCareTeamForm(request.POST or None, initial={"patient": request.GET.get("patient")})
         if request.method == "POST" and form.is_valid():
             membership = self._add(form)
@@ -124,6 +129,7 @@ class CareTeamMembershipAdmin(ReadOnlyAdminMixin, KeysetModelAdmin):
         return None
 
     @admin.action(description="End the selected memberships today", permissions=["end"])
+    @reauth_required_action
     def end_memberships(self, request: HttpRequest, queryset: QuerySet[CareTeamMembership]) -> None:
         today = timezone.localdate()
         for membership in queryset:

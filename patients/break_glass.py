@@ -24,7 +24,7 @@ from django.utils import timezone
 from neonpro.audit.services import record_event
 from neonpro.security.access import get_visible
 from neonpro.security.context import Identity, system_context
-from patients.models import EmergencyAccessGrant, Patient, active_grants
+from patients.models import EmergencyAccessGrant, Patient, active_care_team, active_grants
 from patients.services import SEARCHABLE
 
 logger = logging.getLogger(__name__)
@@ -206,6 +206,19 @@ def _open_grant(identity: Identity, patient_uuid: uuid.UUID, reason: str, minute
             details={"refused": "unknown_patient"},
         )
         raise Patient.DoesNotExist("No patient with that id.")
+    if active_care_team(identity.user_id).filter(patient_id=patient_uuid).exists():
+        record_event(
+            "break_glass.start",
+            outcome="denied",
+            resource_type=RESOURCE,
+            resource_id=patient_uuid,
+            patient_id=patient_uuid,
+            purpose="emergency",
+            details={"refused": "care_team"},
+        )
+        raise ValidationError(
+            {"patient": "This patient is in your care already: open the chart, no emergency access is needed."}
+        )
     current = active_grants(identity.user_id, now).filter(patient_id=patient_uuid).first()
     if current is not None:
         record_event(

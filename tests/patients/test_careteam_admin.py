@@ -129,3 +129,18 @@ def test_viewers_can_neither_add_nor_end(world: Any, user_factory: Any) -> None:
     [membership] = _memberships()
     client.post(LIST, {"action": "end_memberships", "_selected_action": [str(membership.pk)], "index": 0}, secure=True)
     assert _memberships()[0].ends_on is None
+
+
+def test_changing_a_care_team_asks_who_is_there_first(world: Any) -> None:
+
+    world.admin.groups.add(ensure_administrators_group())
+    client = Client()
+    sign_in_as(client, world.admin, reauthenticated=False)
+    url = f"/admin/patients/careteammembership/add/?patient={world.alice.pk}"
+
+    answer = client.get(url, secure=True)
+    assert answer.status_code == 302 and answer["Location"].startswith("/accounts/reauth/?next=")
+    posted = client.post(url, {"patient": str(world.alice.pk), "clinician": world.outsider.username}, secure=True)
+    assert posted.status_code == 302 and posted["Location"].startswith("/accounts/reauth/")
+    with system_context("count"):
+        assert not CareTeamMembership.objects.filter(clinician=world.outsider).exists()

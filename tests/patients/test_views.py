@@ -482,7 +482,17 @@ def test_break_glass_by_identifier_refusals(world: Any, settings: Any) -> None:
 
 
 def test_emergency_grant_is_only_for_clinicians_off_the_care_team(world: Any) -> None:
-    _grant(world.doctor, world.alice)  # on the care team already: no banner, not read-only
+    import datetime as dt
+
+    from django.utils import timezone
+
+    with system_context("a grant from before the doctor joined the care team"):
+        EmergencyAccessGrant.objects.create(
+            clinician=world.doctor,
+            patient=world.alice,
+            reason=REASON,
+            expires_at=timezone.now() + dt.timedelta(hours=1),
+        )
     with as_identity(world.doctor) as identity:
         assert services.emergency_grant(identity, world.alice.pk) is None
     with as_identity(world.alice_user) as identity:
@@ -505,3 +515,15 @@ def test_a_patient_listed_through_a_grant_is_audited_as_an_emergency_read(world:
     assert (event.purpose, event.resource_id) == ("emergency", world.bob.pk)
     _get(_client(world.doctor), "/patients/")  # on the care team: no emergency event
     assert not [e for e in _events("patient.list") if e.patient_id == world.alice.pk]
+
+
+def test_break_glass_for_a_patient_in_ones_care_is_refused_and_audited(world: Any) -> None:
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        _grant(world.doctor, world.alice)
+    assert "in your care already" in str(refused.value.message_dict["patient"])
+    with system_context("count"):
+        assert not EmergencyAccessGrant.objects.filter(clinician=world.doctor).exists()
+    (event,) = _events("break_glass.start", outcome="denied", patient_id=world.alice.pk)
+    assert event.details == {"refused": "care_team"} and event.purpose == "emergency"
