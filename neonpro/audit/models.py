@@ -45,7 +45,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["resource_type", "resource_id"], name="audit_resource")]
+        indexes = [
+            models.Index(fields=["resource_type", "resource_id"], name="audit_resource"),
+            # The security dashboard's recent denied accesses (neonpro.security.dashboard).
+            models.Index(fields=["outcome", "occurred_at"], name="audit_outcome_time"),
+        ]
 
     def __str__(self) -> str:
         return f"AuditEvent {self.pk} {self.action} {self.outcome}"
